@@ -1,0 +1,60 @@
+"""The stateful side of a layer: parameters, their gradients and the cache between forward and backward."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+class Layer:
+    """A layer computes ``y = forward(x)`` and, for the last forward, ``dx = backward(dy)``.
+
+    Parameters live in ``params`` (name -> ndarray, updated in place by optimisers) and the gradients
+    of the last backward in ``grads`` (same names).  Subclasses implement ``_forward(x) -> (y, cache)``
+    and ``_backward(dy, cache) -> (dx, grads)`` by calling :mod:`handgrad.functional`.
+    """
+
+    def __init__(self) -> None:
+        self.params: dict[str, np.ndarray] = {}
+        self.grads: dict[str, np.ndarray] = {}
+        self._cache = None
+
+    def forward(self, x) -> np.ndarray:
+        y, self._cache = self._forward(x)
+        return y
+
+    def backward(self, dy) -> np.ndarray:
+        if self._cache is None:
+            raise RuntimeError(f"{type(self).__name__}.backward called before forward: run forward(x) first")
+        dx, self.grads = self._backward(dy, self._cache)
+        return dx
+
+    __call__ = forward
+
+    def _forward(self, x):
+        raise NotImplementedError
+
+    def _backward(self, dy, cache):
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.extra_repr()})"
+
+    def extra_repr(self) -> str:
+        return ""
+
+
+class ParamLayer(Layer):
+    """A layer with parameters of one floating dtype; its input is converted to that dtype."""
+
+    def __init__(self, dtype) -> None:
+        super().__init__()
+        self.dtype = np.dtype(dtype)
+        if self.dtype.kind != "f":
+            raise ValueError(f"{type(self).__name__}: dtype must be a floating type, got {self.dtype}")
+
+    def as_input(self, x) -> np.ndarray:
+        """``x`` in the parameters' dtype (images of integers are converted, float64 to float32 if need be)."""
+        x = np.asarray(x)
+        if x.dtype.kind not in "fiub":
+            raise ValueError(f"{type(self).__name__}: x must be a numeric array, got dtype {x.dtype}")
+        return x.astype(self.dtype, copy=False)

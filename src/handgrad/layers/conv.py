@@ -1,0 +1,90 @@
+"""Convolution and max-pooling layers."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .. import functional as F
+from .._checks import positive_int
+from ..init import fan_in_uniform
+from ..shapes import Window
+from .base import Layer, ParamLayer
+
+
+class Conv2D(ParamLayer):
+    """Cross-correlation (``mode="xcorr"``) or true convolution (``mode="conv"``) with a chosen centre.
+
+    ``weight`` is (out_channels, in_channels, kH, kW) and ``bias`` (out_channels,).  The formulas, output
+    size and backward are those of :func:`handgrad.functional.conv2d_forward` and ``conv2d_backward``.
+    """
+
+    def __init__(
+        self,
+        in_channels,
+        out_channels,
+        kernel_size,
+        stride=1,
+        padding=0,
+        mode="xcorr",
+        center=None,
+        bias=True,
+        dtype=np.float32,
+        rng=None,
+    ):
+        super().__init__(dtype)
+        self.in_channels = positive_int(in_channels, "in_channels", "Conv2D")
+        self.out_channels = positive_int(out_channels, "out_channels", "Conv2D")
+        self.window = Window.of(kernel_size, stride, padding, mode, center, "Conv2D")
+        rng = np.random.default_rng() if rng is None else rng
+        fan_in = self.in_channels * self.window.kernel[0] * self.window.kernel[1]
+        shape = (self.out_channels, self.in_channels, *self.window.kernel)
+        self.params["weight"] = fan_in_uniform(rng, shape, fan_in, self.dtype)
+        if bias:
+            self.params["bias"] = fan_in_uniform(rng, (self.out_channels,), fan_in, self.dtype)
+
+    def _forward(self, x):
+        w = self.window
+        return F.conv2d_forward(
+            self.as_input(x), self.params["weight"], self.params.get("bias"), w.stride, w.padding, w.mode, w.center
+        )
+
+    def _backward(self, dy, cache):
+        dx, dw, db = F.conv2d_backward(dy, cache)
+        grads = {"weight": dw} if db is None else {"weight": dw, "bias": db}
+        return dx, grads
+
+    def extra_repr(self):
+        w = self.window
+        return (
+            f"{self.in_channels}, {self.out_channels}, kernel_size={w.kernel}, stride={w.stride}, "
+            f"padding={w.padding}, mode={w.mode!r}, center={w.center}, bias={'bias' in self.params}"
+        )
+
+
+class MaxPool2D(Layer):
+    """Max-pooling with Conv2D's window placement; ``stride=None`` means the window size.
+
+    After a forward, ``indices`` (N, C, H_out, W_out) holds ``h*W + w`` of each window's maximum.
+    """
+
+    def __init__(self, kernel_size, stride=None, padding=0, mode="xcorr", center=None):
+        super().__init__()
+        stride = kernel_size if stride is None else stride
+        self.window = Window.of(kernel_size, stride, padding, mode, center, "MaxPool2D")
+
+    @property
+    def indices(self):
+        if self._cache is None:
+            raise RuntimeError("MaxPool2D.indices exist after a forward pass")
+        return self._cache.indices
+
+    def _forward(self, x):
+        w = self.window
+        return F.maxpool2d_forward(x, w.kernel, w.stride, w.padding, w.mode, w.center)
+
+    def _backward(self, dy, cache):
+        return F.maxpool2d_backward(dy, cache), {}
+
+    def extra_repr(self):
+        w = self.window
+        return f"kernel_size={w.kernel}, stride={w.stride}, padding={w.padding}, mode={w.mode!r}, center={w.center}"

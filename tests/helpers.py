@@ -1,0 +1,86 @@
+"""Shared test helpers: error measures, failure messages that show the inputs, and option sweeps."""
+
+from __future__ import annotations
+
+from itertools import product
+
+import numpy as np
+
+
+def rel_error(actual, expected) -> float:
+    """``max |actual - expected| / max |expected|`` (the absolute error where expected is all zero)."""
+    actual, expected = np.asarray(actual, dtype=np.float64), np.asarray(expected, dtype=np.float64)
+    if actual.shape != expected.shape:
+        return np.inf
+    scale = np.max(np.abs(expected), initial=0.0)
+    return float(np.max(np.abs(actual - expected), initial=0.0) / (scale if scale > 0 else 1.0))
+
+
+def describe(name, actual, expected, config) -> str:
+    """What a failure shows: the configuration, both results and where they differ most."""
+    actual, expected = np.asarray(actual), np.asarray(expected)
+    text = f"{name} differs for {config}: relative error {rel_error(actual, expected):.3g}"
+    if actual.shape != expected.shape:
+        return text + f"; shapes {actual.shape} vs {expected.shape}"
+    if actual.size:
+        worst = np.unravel_index(np.argmax(np.abs(actual - expected)), actual.shape)
+        text += f"; worst at {tuple(map(int, worst))}: got {actual[worst]!r}, expected {expected[worst]!r}"
+    return text + f"\nactual:\n{actual}\nexpected:\n{expected}"
+
+
+def assert_close(actual, expected, rtol, name="value", config=None) -> float:
+    """Assert the relative error is below ``rtol`` and return it (tests report the worst one)."""
+    error = rel_error(actual, expected)
+    assert error <= rtol, describe(name, actual, expected, config)
+    return error
+
+
+def distinct_values(rng, shape, spacing=0.05) -> np.ndarray:
+    """Values that are all different by at least ``spacing``, in random order (no max-pooling ties)."""
+    size = int(np.prod(shape))
+    values = (np.arange(size) - size / 2) * spacing
+    return rng.permutation(values).reshape(shape)
+
+
+def off_kinks(rng, shape, margin=0.05) -> np.ndarray:
+    """``uniform(-1, 1)`` values kept at least ``margin`` away from 0 (the ReLU kink)."""
+    x = rng.uniform(margin, 1, size=shape)
+    return x * rng.choice([-1.0, 1.0], size=shape)
+
+
+def window_size(kernel, stride, padding, remainder) -> int:
+    """An input size with ``(H + 2P - K) mod S == remainder`` and at least two windows."""
+    size = max(1, kernel - 2 * padding) + stride + remainder
+    while (size + 2 * padding - kernel) % stride != remainder:
+        size += 1
+    return size
+
+
+def random_window_config(rng, max_kernel=5, max_stride=3, max_padding=2) -> dict:
+    """A random geometry: kernel, stride, padding, centre, mode, and an input size that fits it."""
+    kernel = tuple(int(k) for k in rng.integers(1, max_kernel + 1, size=2))
+    stride = tuple(int(s) for s in rng.integers(1, max_stride + 1, size=2))
+    padding = tuple(int(p) for p in rng.integers(0, max_padding + 1, size=2))
+    center = tuple(int(rng.integers(0, k)) for k in kernel)
+    size = tuple(
+        window_size(k, s, p, int(rng.integers(0, s))) + int(rng.integers(0, 3))
+        for k, s, p in zip(kernel, stride, padding)
+    )
+    mode = str(rng.choice(["xcorr", "conv"]))
+    return {"kernel": kernel, "stride": stride, "padding": padding, "center": center, "mode": mode, "size": size}
+
+
+def sweep_geometries(kernels=range(1, 6), strides=(1, 2, 3), paddings=(0, 1, 2)):
+    """Every kernel shape (non-square too) x stride x padding x centre cell x mode, with sizes where
+    ``(H + 2P - K) mod S`` is ``S - 1`` (never a multiple for S > 1) along H and 0 along W."""
+    for kh, kw, s, p, mode in product(kernels, kernels, strides, paddings, ("xcorr", "conv")):
+        size = (window_size(kh, s, p, s - 1), window_size(kw, s, p, 0))
+        for center in product(range(kh), range(kw)):
+            yield {
+                "kernel": (kh, kw),
+                "stride": (s, s),
+                "padding": (p, p),
+                "center": center,
+                "mode": mode,
+                "size": size,
+            }

@@ -1,0 +1,160 @@
+"""Oracle 2: central differences in float64 for dX and every parameter gradient of every layer and loss."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from helpers import distinct_values, off_kinks, random_window_config
+
+import handgrad
+from handgrad import gradcheck, gradcheck_loss
+from handgrad.layers import Conv2D, Flatten, Linear, MaxPool2D, ReLU, Sigmoid, Softmax, Tanh
+from handgrad.losses import MSE, CrossEntropy, SoftmaxCrossEntropy
+
+CONFIGS = 60
+
+
+def assert_passes(result, config, record, layer):
+    assert result, f"gradient check failed for {config}:\n{result}"
+    record(layer, "gradcheck", *(check.max_rel_error for check in result.checks))
+
+
+def test_conv2d(rng, record):
+    for _ in range(CONFIGS):
+        g = random_window_config(rng, max_kernel=4)
+        c, o = int(rng.integers(1, 3)), int(rng.integers(1, 3))
+        bias = bool(rng.integers(0, 2))
+        layer = Conv2D(c, o, g["kernel"], g["stride"], g["padding"], g["mode"], g["center"], bias, np.float64, rng)
+        x = rng.standard_normal((2, c, *g["size"]))
+        result = gradcheck(layer, x, seed=int(rng.integers(1 << 30)))
+        assert {check.name for check in result.checks} == ({"x", "weight", "bias"} if bias else {"x", "weight"})
+        assert_passes(result, g, record, "Conv2D")
+
+
+def test_maxpool2d(rng, record):
+    checked = 0
+    while checked < CONFIGS:
+        g = random_window_config(rng, max_kernel=4)
+        layer = MaxPool2D(g["kernel"], g["stride"], g["padding"], g["mode"], g["center"])
+        x = distinct_values(rng, (2, 2, *g["size"]))  # ties are kinks: keep every value apart
+        try:
+            result = gradcheck(layer, x)
+        except ValueError as error:  # a window of padding only (tested in test_errors)
+            assert "only padding" in str(error)
+            continue
+        checked += 1
+        assert_passes(result, g, record, "MaxPool2D")
+
+
+@pytest.mark.parametrize("bias", [True, False])
+def test_linear(rng, record, bias):
+    for n, m, k in [(1, 3, 2), (5, 4, 3), (8, 6, 1)]:
+        result = gradcheck(Linear(m, k, bias, np.float64, rng), rng.standard_normal((n, m)))
+        assert_passes(result, (n, m, k), record, "Linear")
+
+
+@pytest.mark.parametrize("layer", [ReLU(), Sigmoid(), Tanh(), Flatten()], ids=repr)
+def test_elementwise_and_flatten(rng, record, layer):
+    for shape in [(1, 1), (3, 5), (2, 3, 4, 4)]:
+        assert_passes(gradcheck(layer, 3 * off_kinks(rng, shape)), shape, record, type(layer).__name__)
+
+
+def test_softmax(rng, record):
+    for shape in [(1, 1), (1, 4), (6, 10)]:
+        assert_passes(gradcheck(Softmax(), 2 * rng.standard_normal(shape)), shape, record, "Softmax")
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum"])
+def test_losses(rng, record, reduction):
+    n, k = 6, 5
+    labels = rng.integers(0, k, size=n)
+    soft = rng.dirichlet(np.ones(k), size=n)
+    probabilities = rng.dirichlet(np.ones(k), size=n)
+    logits = 3 * rng.standard_normal((n, k))
+    cases = [
+        (MSE(reduction), rng.standard_normal((n, k)), rng.standard_normal((n, k))),
+        (MSE(reduction), rng.standard_normal((3, 2, 4, 4)), rng.standard_normal((3, 2, 4, 4))),
+        (CrossEntropy(reduction), probabilities, labels),
+        (CrossEntropy(reduction), probabilities, soft),
+        (SoftmaxCrossEntropy(reduction), logits, labels),
+        (SoftmaxCrossEntropy(reduction), logits, soft),
+    ]
+    for loss, prediction, target in cases:
+        assert_passes(gradcheck_loss(loss, prediction, target), loss, record, type(loss).__name__)
+
+
+def test_a_whole_model(rng, record):
+    model = handgrad.Sequential(
+        [
+            Conv2D(1, 2, 3, padding=1, mode="conv", center=(1, 2), dtype=np.float64, rng=rng),
+            Tanh(),
+            MaxPool2D(2),
+            Conv2D(2, 3, 2, stride=2, dtype=np.float64, rng=rng),
+            Sigmoid(),
+            Flatten(),
+            Linear(3 * 2 * 2, 4, dtype=np.float64, rng=rng),
+            Softmax(),
+        ]
+    )
+    result = gradcheck(model, rng.standard_normal((2, 1, 8, 8)))
+    assert_passes(result, model, record, "Sequential")
+    assert {check.name for check in result.checks} == {"x", *model.params}
+
+
+class _SigmoidWithWrongBackward(Sigmoid):
+    def _backward(self, dy, y):
+        return dy * y, {}  # forgets the (1 - y) factor
+
+
+class _LinearWithWrongWeightGradient(Linear):
+    def _backward(self, dy, cache):
+        dx, grads = super()._backward(dy, cache)
+        grads["weight"] = grads["weight"] * 1.001  # off by 0.1 %
+        return dx, grads
+
+
+class _ConvForgettingTheFlip(Conv2D):
+    def _backward(self, dy, cache):
+        dx, grads = super()._backward(dy, cache)
+        return dx, {**grads, "weight": grads["weight"][:, :, ::-1, ::-1]}  # true convolution's flip undone
+
+
+def test_the_checker_catches_wrong_backward_passes(rng):
+    x = rng.standard_normal((3, 4))
+    result = gradcheck(_SigmoidWithWrongBackward(), x)
+    assert not result and not result["x"].ok
+
+    result = gradcheck(_LinearWithWrongWeightGradient(4, 2, dtype=np.float64, rng=rng), x)
+    assert not result
+    assert result["x"].ok and result["bias"].ok and not result["weight"].ok
+    assert "FAIL" in str(result["weight"])
+
+    conv = _ConvForgettingTheFlip(1, 1, 3, mode="conv", center=(1, 1), dtype=np.float64, rng=rng)
+    result = gradcheck(conv, rng.standard_normal((1, 1, 5, 5)))
+    assert result["x"].ok and not result["weight"].ok
+
+
+def test_a_coarse_step_fails(rng):
+    """The tolerance is tight enough to see the O(eps^2) error of a step of 0.1."""
+    x = rng.standard_normal((3, 4))
+    assert gradcheck(Sigmoid(), x)
+    assert not gradcheck(Sigmoid(), x, eps=0.1)
+
+
+def test_checker_leaves_layer_and_input_as_they_were(rng):
+    layer = Linear(3, 2, dtype=np.float64, rng=rng)
+    weight = layer.params["weight"].copy()
+    x = rng.standard_normal((4, 3))
+    x_before = x.copy()
+    gradcheck(layer, x)
+    np.testing.assert_array_equal(layer.params["weight"], weight)
+    np.testing.assert_array_equal(x, x_before)
+    dy = np.random.default_rng(0).uniform(-1, 1, size=(4, 2))
+    np.testing.assert_array_equal(layer.grads["weight"], x.T @ dy)  # state of forward(x); backward(dy)
+
+
+def test_checker_wants_float64(rng):
+    with pytest.raises(ValueError, match="float64"):
+        gradcheck(Linear(3, 2, rng=rng), rng.standard_normal((2, 3)))
+    with pytest.raises(ValueError, match="float64"):
+        gradcheck(ReLU(), rng.standard_normal((2, 3)).astype(np.float32))

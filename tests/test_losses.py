@@ -1,0 +1,81 @@
+"""Properties of the losses that the oracles do not state on their own."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+from helpers import assert_close
+
+from handgrad import Sequential
+from handgrad.layers import Linear, Sigmoid, Softmax
+from handgrad.losses import MSE, CrossEntropy, SoftmaxCrossEntropy
+
+
+def test_fused_softmax_cross_entropy_on_extreme_logits():
+    loss = SoftmaxCrossEntropy()
+    assert loss.forward(np.array([[1000.0, 800.0, 0.0]]), np.array([1])) == 200.0
+    grad = loss.backward()
+    assert np.all(np.isfinite(grad))
+    np.testing.assert_array_equal(grad, [[1.0, -1.0, 0.0]])  # softmax is (1, e^-200, e^-1000) - onehot
+
+
+def test_fused_gradient_is_softmax_minus_target_over_n(rng):
+    z, labels = rng.standard_normal((4, 3)), np.array([2, 0, 1, 1])
+    loss = SoftmaxCrossEntropy()
+    loss.forward(z, labels)
+    e = np.exp(z)
+    assert_close(loss.backward(), (e / e.sum(1, keepdims=True) - np.eye(3)[labels]) / 4, 1e-14)
+
+
+def test_jacobian_path_and_fused_path_give_the_same_gradient(rng):
+    """Softmax layer + CrossEntropy (through the full Jacobian) == SoftmaxCrossEntropy (y - t)."""
+    z = 2 * rng.standard_normal((6, 5))
+    for target in (rng.integers(0, 5, size=6), rng.dirichlet(np.ones(5), size=6)):
+        softmax, ce, fused = Softmax(), CrossEntropy(), SoftmaxCrossEntropy()
+        loss = ce.forward(softmax.forward(z), target)
+        dz = softmax.backward(ce.backward())
+        assert_close(loss, fused.forward(z, target), 1e-14)
+        assert_close(dz, fused.backward(), 1e-12)
+
+
+def test_labels_and_onehot_rows_are_the_same_target(rng):
+    z, labels = rng.standard_normal((5, 4)), rng.integers(0, 4, size=5)
+    for loss in (SoftmaxCrossEntropy(), CrossEntropy()):
+        prediction = z if isinstance(loss, SoftmaxCrossEntropy) else np.exp(z) / np.exp(z).sum(1, keepdims=True)
+        a, da = loss.forward(prediction, labels), loss.backward()
+        b, db = loss.forward(prediction, np.eye(4)[labels]), loss.backward()
+        assert a == b
+        np.testing.assert_array_equal(da, db)
+
+
+def test_reductions(rng):
+    y, t = rng.standard_normal((4, 3)), rng.standard_normal((4, 3))
+    assert_close(MSE().forward(y, t), np.mean((y - t) ** 2), 1e-14)
+    assert_close(MSE("sum").forward(y, t), np.sum((y - t) ** 2), 1e-14)
+    z, labels = rng.standard_normal((4, 3)), np.array([0, 1, 2, 0])
+    assert_close(SoftmaxCrossEntropy("sum").forward(z, labels), 4 * SoftmaxCrossEntropy().forward(z, labels), 1e-14)
+
+
+def test_sigmoid_is_finite_and_silent_for_large_inputs():
+    x = np.array([[-1000.0, -745.0, -50.0, 0.0, 50.0, 745.0, 1000.0]])
+    for dtype in (np.float32, np.float64):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            layer = Sigmoid()
+            y = layer.forward(x.astype(dtype))
+            dx = layer.backward(np.ones_like(y))
+        assert np.all(np.isfinite(y)) and np.all(np.isfinite(dx))
+        assert y[0, 0] == 0.0 and y[0, 3] == 0.5 and y[0, -1] == 1.0
+        assert y.dtype == dtype
+
+
+def test_float32_stays_float32(rng):
+    model = Sequential([Linear(4, 3, rng=rng), Sigmoid(), Linear(3, 2, rng=rng)])
+    y = model.forward(rng.standard_normal((5, 4)))  # float64 input is converted to the parameters' dtype
+    assert y.dtype == np.float32
+    loss = SoftmaxCrossEntropy()
+    loss.forward(y, np.array([0, 1, 0, 1, 1]))
+    dx = model.backward(loss.backward())
+    assert dx.dtype == np.float32
+    assert all(g.dtype == np.float32 for g in model.grads.values())

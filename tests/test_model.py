@@ -1,0 +1,77 @@
+"""Sequential and the layer interface."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from handgrad import Sequential
+from handgrad.layers import Conv2D, Flatten, Linear, MaxPool2D, ReLU
+from handgrad.losses import SoftmaxCrossEntropy
+
+
+def _seed_cnn(rng, dtype=np.float64):
+    return Sequential(
+        [
+            Conv2D(1, 8, 5, dtype=dtype, rng=rng),
+            ReLU(),
+            MaxPool2D(2),
+            Conv2D(8, 16, 5, dtype=dtype, rng=rng),
+            ReLU(),
+            MaxPool2D(2),
+            Flatten(),
+            Linear(256, 128, dtype=dtype, rng=rng),
+            ReLU(),
+            Linear(128, 10, dtype=dtype, rng=rng),
+        ]
+    )
+
+
+def test_forward_and_backward_chain_the_layers(rng):
+    model = _seed_cnn(rng)
+    x = rng.standard_normal((3, 1, 28, 28))
+    h = x
+    for layer in model:
+        h = layer.forward(h)
+    np.testing.assert_array_equal(model.forward(x), h)
+    dy = rng.standard_normal(h.shape)
+    g = dy
+    for layer in reversed(model.layers):
+        g = layer.backward(g)
+    np.testing.assert_array_equal(model.backward(dy), g)
+    assert g.shape == x.shape
+
+
+def test_params_and_grads_are_the_layers_own_arrays(rng):
+    model = _seed_cnn(rng)
+    assert list(model.params) == [f"{i}.{k}" for i in (0, 3, 7, 9) for k in ("weight", "bias")]
+    assert model.params["7.weight"] is model[7].params["weight"]
+    assert model.params["0.weight"].shape == (8, 1, 5, 5)
+    assert model.params["7.weight"].shape == (256, 128)
+    loss = SoftmaxCrossEntropy()
+    loss.forward(model.forward(rng.standard_normal((2, 1, 28, 28))), np.array([3, 7]))
+    model.backward(loss.backward())
+    assert set(model.grads) == set(model.params)
+    for name, grad in model.grads.items():
+        assert grad.shape == model.params[name].shape
+
+
+def test_a_gradient_step_lowers_the_loss(rng):
+    model = _seed_cnn(rng)
+    x, labels = rng.standard_normal((8, 1, 28, 28)), rng.integers(0, 10, size=8)
+    loss = SoftmaxCrossEntropy()
+    before = loss.forward(model.forward(x), labels)
+    model.backward(loss.backward())
+    for name, value in model.params.items():
+        value -= 0.01 * model.grads[name]
+    assert loss.forward(model.forward(x), labels) < before
+
+
+def test_layers_know_their_geometry():
+    assert len(_seed_cnn(np.random.default_rng(0))) == 10
+    conv = Conv2D(3, 4, (3, 5), stride=(1, 2), padding=1, mode="conv", center=(2, 0))
+    assert conv.window.kernel == (3, 5) and conv.window.stride == (1, 2)
+    assert "mode='conv', center=(2, 0)" in repr(conv)
+    assert MaxPool2D(3).window.stride == (3, 3)
+    pool = MaxPool2D(2)
+    pool.forward(np.arange(16.0).reshape(1, 1, 4, 4))
+    np.testing.assert_array_equal(pool.indices[0, 0], [[5, 7], [13, 15]])

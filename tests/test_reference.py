@@ -1,0 +1,163 @@
+"""Oracle 1: every fast kernel against its loop transcription, float64, relative error under 1e-10."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from helpers import assert_close, distinct_values, random_window_config
+
+from handgrad import functional as F
+from handgrad import reference as R
+
+RTOL = 1e-10
+CONFIGS = 400  # random geometries per windowed kernel
+
+
+def _shapes(rng):
+    return int(rng.integers(1, 3)), int(rng.integers(1, 4)), int(rng.integers(1, 4))  # N, C, O
+
+
+def test_conv2d_matches_loops(rng, record):
+    for _ in range(CONFIGS):
+        g = random_window_config(rng)
+        n, c, o = _shapes(rng)
+        bias = bool(rng.integers(0, 2))
+        x = rng.standard_normal((n, c, *g["size"]))
+        w = rng.standard_normal((o, c, *g["kernel"]))
+        b = rng.standard_normal(o) if bias else None
+        hyper = (g["stride"], g["padding"], g["mode"], g["center"])
+        config = dict(g, N=n, C=c, O=o, bias=bias)
+
+        y, cache = F.conv2d_forward(x, w, b, *hyper)
+        errors = [assert_close(y, R.conv2d_forward(x, w, b, *hyper), RTOL, "y", config)]
+        dy = rng.uniform(-1, 1, size=y.shape)
+        dx, dw, db = F.conv2d_backward(dy, cache)
+        rx, rw, rb = R.conv2d_backward(dy, x, w, *hyper, bias=bias)
+        errors += [assert_close(dx, rx, RTOL, "dx", config), assert_close(dw, rw, RTOL, "dw", config)]
+        if bias:
+            errors.append(assert_close(db, rb, RTOL, "db", config))
+        else:
+            assert db is None and rb is None
+        record("Conv2D", "reference", *errors)
+
+
+def test_maxpool2d_matches_loops(rng, record):
+    checked = 0
+    while checked < CONFIGS:
+        g = random_window_config(rng)
+        n, c, _ = _shapes(rng)
+        x = distinct_values(rng, (n, c, *g["size"]))
+        hyper = (g["kernel"], g["stride"], g["padding"], g["mode"], g["center"])
+        try:
+            y, cache = F.maxpool2d_forward(x, *hyper)
+        except ValueError as error:  # a window of padding only; tested in test_errors
+            assert "only padding" in str(error)
+            continue
+        checked += 1
+        ry, rindices = R.maxpool2d_forward(x, *hyper)
+        np.testing.assert_array_equal(cache.indices, rindices, err_msg=str(g))
+        dy = rng.uniform(-1, 1, size=y.shape)
+        dx, rx = F.maxpool2d_backward(dy, cache), R.maxpool2d_backward(dy, rindices, x.shape)
+        record("MaxPool2D", "reference", assert_close(y, ry, RTOL, "y", g), assert_close(dx, rx, RTOL, "dx", g))
+
+
+def test_maxpool2d_ties_go_to_the_first_input_cell():
+    x = np.zeros((1, 1, 4, 4))
+    for mode in ("xcorr", "conv"):
+        for center in ((0, 0), (1, 1), (0, 1)):
+            _, cache = F.maxpool2d_forward(x, 2, 2, 0, mode, center)
+            _, indices = R.maxpool2d_forward(x, 2, 2, 0, mode, center)
+            np.testing.assert_array_equal(cache.indices, indices)
+    _, cache = F.maxpool2d_forward(x, 2, 2)
+    np.testing.assert_array_equal(cache.indices[0, 0], [[0, 2], [8, 10]])  # top-left cell of each window
+
+
+@pytest.mark.parametrize("bias", [True, False])
+def test_linear_matches_loops(rng, record, bias):
+    for n, m, k in [(1, 1, 1), (1, 5, 3), (4, 7, 2), (6, 3, 8)]:
+        x, w = rng.standard_normal((n, m)), rng.standard_normal((m, k))
+        b = rng.standard_normal(k) if bias else None
+        y, cache = F.linear_forward(x, w, b)
+        errors = [assert_close(y, R.linear_forward(x, w, b), RTOL, "y", (n, m, k))]
+        dy = rng.uniform(-1, 1, size=y.shape)
+        for got, want, name in zip(F.linear_backward(dy, cache), R.linear_backward(dy, x, w, bias), ("dx", "dw", "db")):
+            if want is None:
+                assert got is None
+            else:
+                errors.append(assert_close(got, want, RTOL, name, (n, m, k)))
+        record("Linear", "reference", *errors)
+
+
+@pytest.mark.parametrize("name", ["relu", "sigmoid", "tanh", "softmax", "flatten"])
+def test_activation_matches_loops(rng, record, name):
+    forward, backward = getattr(F, f"{name}_forward"), getattr(F, f"{name}_backward")
+    ref_forward, ref_backward = getattr(R, f"{name}_forward"), getattr(R, f"{name}_backward")
+    shapes = [(1, 1), (3, 4), (2, 10)] if name == "softmax" else [(1, 1), (3, 4), (2, 3, 4, 5)]
+    for shape in shapes:
+        x = 3 * rng.standard_normal(shape)
+        y, cache = forward(x)
+        dy = rng.uniform(-1, 1, size=y.shape)
+        reference_cache = x.shape if name == "flatten" else x  # the loops start from the input
+        errors = (
+            assert_close(y, ref_forward(x), RTOL, "y", shape),
+            assert_close(backward(dy, cache), ref_backward(dy, reference_cache), RTOL, "dx", shape),
+        )
+        record(name.capitalize().replace("Relu", "ReLU"), "reference", *errors)
+
+
+def test_softmax_jacobian_matches_loops(rng):
+    x = rng.standard_normal((3, 5))
+    y, _ = F.softmax_forward(x)
+    assert_close(F.softmax_jacobian(y), R.softmax_jacobian(x), RTOL, "jacobian")
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum"])
+def test_losses_match_loops(rng, record, reduction):
+    n, k = 5, 4
+    labels = rng.integers(0, k, size=n)
+    onehot = np.eye(k)[labels]
+    soft = rng.dirichlet(np.ones(k), size=n)
+    z = 3 * rng.standard_normal((n, k))
+    probabilities, _ = F.softmax_forward(z)
+    y = rng.standard_normal((n, k))
+
+    cases = [
+        ("MSE", F.mse_forward, F.mse_backward, R.mse, y, rng.standard_normal((n, k)), None),
+        (
+            "CrossEntropy",
+            F.cross_entropy_forward,
+            F.cross_entropy_backward,
+            R.cross_entropy,
+            probabilities,
+            labels,
+            onehot,
+        ),
+        ("CrossEntropy", F.cross_entropy_forward, F.cross_entropy_backward, R.cross_entropy, probabilities, soft, soft),
+        (
+            "SoftmaxCrossEntropy",
+            F.softmax_cross_entropy_forward,
+            F.softmax_cross_entropy_backward,
+            R.softmax_cross_entropy,
+            z,
+            labels,
+            onehot,
+        ),
+        (
+            "SoftmaxCrossEntropy",
+            F.softmax_cross_entropy_forward,
+            F.softmax_cross_entropy_backward,
+            R.softmax_cross_entropy,
+            z,
+            soft,
+            soft,
+        ),
+    ]
+    for name, forward, backward, reference, pred, target, rows in cases:
+        loss, cache = forward(pred, target, reduction)
+        ref_loss, ref_grad = reference(pred, target if rows is None else rows, reduction)
+        record(
+            name,
+            "reference",
+            assert_close(loss, ref_loss, RTOL, f"{name} loss"),
+            assert_close(backward(cache), ref_grad, RTOL, f"{name} gradient"),
+        )

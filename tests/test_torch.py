@@ -1,0 +1,180 @@
+"""Oracle 3: PyTorch (CPU, float64) agrees with every forward and gradient to 1e-9 relative."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as TF
+import torch_reference as T
+from helpers import assert_close, distinct_values, off_kinks, random_window_config, sweep_geometries
+
+from handgrad import functional as F
+from handgrad.layers import Conv2D, Flatten, Linear, MaxPool2D, ReLU, Sigmoid, Softmax, Tanh
+from handgrad.losses import MSE, CrossEntropy, SoftmaxCrossEntropy
+
+RTOL = 1e-9
+BATCHES = [(1, 1, 1), (3, 2, 3)]  # (N, C, O): batch and channels 1, and several
+KERNELS = range(1, 6)
+
+
+def check_conv(rng, g, n, c, o, bias, record):
+    x = rng.standard_normal((n, c, *g["size"]))
+    layer = Conv2D(c, o, g["kernel"], g["stride"], g["padding"], g["mode"], g["center"], bias, np.float64, rng)
+    y = layer.forward(x)
+    dy = rng.uniform(-1, 1, size=y.shape)
+    dx = layer.backward(dy)
+    hyper = (g["stride"], g["padding"], g["mode"], g["center"])
+    ty, (tdx, tdw, tdb) = T.grads(
+        lambda *a: T.conv2d(*a, *hyper), dy, x, layer.params["weight"], layer.params.get("bias")
+    )
+    config = dict(g, N=n, C=c, O=o, bias=bias)
+    errors = [assert_close(y, ty, RTOL, "y", config), assert_close(dx, tdx, RTOL, "dx", config)]
+    errors.append(assert_close(layer.grads["weight"], tdw, RTOL, "dweight", config))
+    if bias:
+        errors.append(assert_close(layer.grads["bias"], tdb, RTOL, "dbias", config))
+    record("Conv2D", "torch", *errors)
+
+
+def check_pool(rng, g, n, c, record):
+    x = distinct_values(rng, (n, c, *g["size"]))
+    layer = MaxPool2D(g["kernel"], g["stride"], g["padding"], g["mode"], g["center"])
+    try:
+        y = layer.forward(x)
+    except ValueError as error:  # a window of padding only: PyTorch would return -inf there
+        assert "only padding" in str(error)
+        return
+    dy = rng.uniform(-1, 1, size=y.shape)
+    dx = layer.backward(dy)
+    hyper = (g["kernel"], g["stride"], g["padding"], g["mode"], g["center"])
+    ty, (tdx,) = T.grads(lambda a: T.maxpool2d(a, *hyper), dy, x)
+    record("MaxPool2D", "torch", assert_close(y, ty, RTOL, "y", g), assert_close(dx, tdx, RTOL, "dx", g))
+
+
+@pytest.mark.parametrize("kh", KERNELS)
+def test_conv2d_sweep(rng, record, kh):
+    """Kernel kh x (1..5), strides 1-3, padding 0-2, every centre cell, both modes, two batch shapes."""
+    for g in sweep_geometries(kernels=KERNELS):
+        if g["kernel"][0] == kh:
+            for n, c, o in BATCHES:
+                check_conv(rng, g, n, c, o, bias=True, record=record)
+
+
+@pytest.mark.parametrize("kh", KERNELS)
+def test_maxpool2d_sweep(rng, record, kh):
+    for g in sweep_geometries(kernels=KERNELS):
+        if g["kernel"][0] == kh:
+            for n, c, _ in BATCHES:
+                check_pool(rng, g, n, c, record=record)
+
+
+def test_random_geometries(rng, record):
+    """Non-square strides and paddings, other sizes, and no bias."""
+    for i in range(300):
+        g = random_window_config(rng)
+        check_conv(rng, g, *BATCHES[i % 2], bias=bool(i % 3), record=record)
+        check_pool(rng, g, *BATCHES[i % 2][:2], record=record)
+
+
+def test_center_zero_cross_correlation_is_torch_conv2d(rng):
+    """No identity in between: handgrad's default equals PyTorch's conv2d with symmetric padding."""
+    x, w, b = rng.standard_normal((2, 3, 9, 8)), rng.standard_normal((4, 3, 3, 2)), rng.standard_normal(4)
+    y, _ = F.conv2d_forward(x, w, b, stride=2, padding=1)
+    expected = TF.conv2d(torch.tensor(x), torch.tensor(w), torch.tensor(b), stride=2, padding=1).numpy()
+    assert_close(y, expected, RTOL)
+
+
+def test_convolution_is_flipped_cross_correlation(rng):
+    """conv(W, centre c) == xcorr(W[..., ::-1, ::-1], centre K-1-c), forward and every gradient."""
+    x, w = rng.standard_normal((2, 2, 7, 7)), rng.standard_normal((3, 2, 3, 4))
+    for center in [(0, 0), (1, 2), (2, 3)]:
+        y, conv = F.conv2d_forward(x, w, None, 2, 1, "conv", center)
+        flipped_center = (2 - center[0], 3 - center[1])
+        y_flip, xcorr = F.conv2d_forward(x, w[:, :, ::-1, ::-1], None, 2, 1, "xcorr", flipped_center)
+        assert_close(y, y_flip, 1e-14)
+        dy = rng.standard_normal(y.shape)
+        (dx, dw, _), (dx_flip, dw_flip, _) = F.conv2d_backward(dy, conv), F.conv2d_backward(dy, xcorr)
+        assert_close(dx, dx_flip, 1e-14)
+        assert_close(dw, dw_flip[:, :, ::-1, ::-1], 1e-14)
+
+
+@pytest.mark.parametrize("bias", [True, False])
+def test_linear(rng, record, bias):
+    for n, m, k in [(1, 1, 1), (1, 7, 3), (16, 12, 5)]:
+        layer = Linear(m, k, bias, np.float64, rng)
+        x = rng.standard_normal((n, m))
+        y = layer.forward(x)
+        dy = rng.uniform(-1, 1, size=y.shape)
+        dx = layer.backward(dy)
+        w, b = layer.params["weight"], layer.params.get("bias")
+        # PyTorch stores the weight as (out, in): Y = X W^T + B.
+        ty, (tdx, tdw, tdb) = T.grads(lambda a, w_, b_: TF.linear(a, w_.T, b_), dy, x, w, b)
+        errors = [
+            assert_close(y, ty, RTOL),
+            assert_close(dx, tdx, RTOL),
+            assert_close(layer.grads["weight"], tdw, RTOL),
+        ]
+        if bias:
+            errors.append(assert_close(layer.grads["bias"], tdb, RTOL))
+        record("Linear", "torch", *errors)
+
+
+ACTIVATIONS = [
+    (ReLU, torch.relu, (2, 3, 4, 5)),
+    (Sigmoid, torch.sigmoid, (2, 3, 4, 5)),
+    (Tanh, torch.tanh, (2, 3, 4, 5)),
+    (Softmax, lambda a: torch.softmax(a, dim=1), (4, 10)),
+    (Flatten, lambda a: a.flatten(1), (2, 3, 4, 5)),
+]
+
+
+@pytest.mark.parametrize("cls, torch_f, shape", ACTIVATIONS, ids=[a[0].__name__ for a in ACTIVATIONS])
+def test_activations(rng, record, cls, torch_f, shape):
+    for scale in (1.0, 10.0):
+        x = scale * off_kinks(rng, shape)
+        layer = cls()
+        y = layer.forward(x)
+        dy = rng.uniform(-1, 1, size=y.shape)
+        ty, (tdx,) = T.grads(torch_f, dy, x)
+        record(cls.__name__, "torch", assert_close(y, ty, RTOL), assert_close(layer.backward(dy), tdx, RTOL))
+
+
+def _torch_cross_entropy_on_probabilities(y, t, reduction):
+    loss = -(t * torch.log(y)).sum()
+    return loss / y.shape[0] if reduction == "mean" else loss
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum"])
+def test_losses(rng, record, reduction):
+    n, k = 8, 5
+    labels = rng.integers(0, k, size=n)
+    onehot = np.eye(k)[labels]
+    soft = rng.dirichlet(np.ones(k), size=n)
+    logits = 3 * rng.standard_normal((n, k))
+    probabilities = rng.dirichlet(np.ones(k), size=n)
+    cases = [
+        (
+            MSE,
+            rng.standard_normal((n, k)),
+            rng.standard_normal((n, k)),
+            lambda p, t: TF.mse_loss(p, t, reduction=reduction),
+        ),
+        (SoftmaxCrossEntropy, logits, labels, lambda p, t: TF.cross_entropy(p, t, reduction=reduction)),
+        (SoftmaxCrossEntropy, logits, soft, lambda p, t: TF.cross_entropy(p, t, reduction=reduction)),
+        (CrossEntropy, probabilities, labels, lambda p, t: TF.nll_loss(torch.log(p), t, reduction=reduction)),
+        (CrossEntropy, probabilities, onehot, lambda p, t: _torch_cross_entropy_on_probabilities(p, t, reduction)),
+        (CrossEntropy, probabilities, soft, lambda p, t: _torch_cross_entropy_on_probabilities(p, t, reduction)),
+    ]
+    for cls, prediction, target, torch_loss in cases:
+        loss = cls(reduction)
+        value = loss.forward(prediction, target)
+        p = torch.tensor(prediction, requires_grad=True)
+        expected = torch_loss(p, torch.tensor(target))
+        expected.backward()
+        name = f"{cls.__name__}({reduction})"
+        record(
+            cls.__name__,
+            "torch",
+            assert_close(value, expected.item(), RTOL, name),
+            assert_close(loss.backward(), p.grad.numpy(), RTOL, name),
+        )
