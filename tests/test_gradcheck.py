@@ -24,7 +24,7 @@ def test_conv2d(rng, record):
         g = random_window_config(rng, max_kernel=4)
         c, o = int(rng.integers(1, 3)), int(rng.integers(1, 3))
         bias = bool(rng.integers(0, 2))
-        layer = Conv2D(c, o, g["kernel"], g["stride"], g["padding"], g["mode"], g["center"], bias, np.float64, rng)
+        layer = Conv2D(c, o, g["kernel"], g["stride"], g["padding"], g["mode"], g["center"], bias, np.float64, rng=rng)
         x = rng.standard_normal((2, c, *g["size"]))
         result = gradcheck(layer, x, seed=int(rng.integers(1 << 30)))
         assert {check.name for check in result.checks} == ({"x", "weight", "bias"} if bias else {"x", "weight"})
@@ -49,7 +49,7 @@ def test_maxpool2d(rng, record):
 @pytest.mark.parametrize("bias", [True, False])
 def test_linear(rng, record, bias):
     for n, m, k in [(1, 3, 2), (5, 4, 3), (8, 6, 1)]:
-        result = gradcheck(Linear(m, k, bias, np.float64, rng), rng.standard_normal((n, m)))
+        result = gradcheck(Linear(m, k, bias, np.float64, rng=rng), rng.standard_normal((n, m)))
         assert_passes(result, (n, m, k), record, "Linear")
 
 

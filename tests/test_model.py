@@ -75,3 +75,22 @@ def test_layers_know_their_geometry():
     pool = MaxPool2D(2)
     pool.forward(np.arange(16.0).reshape(1, 1, 4, 4))
     np.testing.assert_array_equal(pool.indices[0, 0], [[5, 7], [13, 15]])
+
+
+def test_summary_gives_shapes_parameters_and_flops(rng):
+    table = _seed_cnn(rng, np.float32).summary((1, 28, 28))
+    lines = table.splitlines()
+    assert lines[0].split() == ["#", "layer", "output", "shape", "params", "FLOPs"]
+    conv1 = lines[2].split()
+    assert conv1[:2] == ["0", "Conv2D"] and "(8, 24, 24)" in lines[2]
+    assert conv1[-2:] == ["208", f"{(2 * 25 + 1) * 8 * 24 * 24:,}"]  # 8*(25+1) params; 25 MACs + bias each
+    assert "(16, 4, 4)" in lines[7] and "(256,)" in lines[8]
+    assert lines[9].split()[-2:] == [f"{256 * 128 + 128:,}", f"{(2 * 256 + 1) * 128:,}"]
+    assert lines[-1].split()[:2] == ["total", f"{8 * 26 + 16 * (8 * 25 + 1) + 256 * 128 + 128 + 128 * 10 + 10:,}"]
+
+
+def test_output_shape_agrees_with_forward(rng):
+    model = _seed_cnn(rng)
+    for layer_count in range(1, len(model) + 1):
+        part = Sequential(model.layers[:layer_count])
+        assert part.output_shape((2, 1, 28, 28)) == part.forward(np.zeros((2, 1, 28, 28))).shape

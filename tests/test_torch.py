@@ -20,7 +20,7 @@ KERNELS = range(1, 6)
 
 def check_conv(rng, g, n, c, o, bias, record):
     x = rng.standard_normal((n, c, *g["size"]))
-    layer = Conv2D(c, o, g["kernel"], g["stride"], g["padding"], g["mode"], g["center"], bias, np.float64, rng)
+    layer = Conv2D(c, o, g["kernel"], g["stride"], g["padding"], g["mode"], g["center"], bias, np.float64, rng=rng)
     y = layer.forward(x)
     dy = rng.uniform(-1, 1, size=y.shape)
     dx = layer.backward(dy)
@@ -101,7 +101,7 @@ def test_convolution_is_flipped_cross_correlation(rng):
 @pytest.mark.parametrize("bias", [True, False])
 def test_linear(rng, record, bias):
     for n, m, k in [(1, 1, 1), (1, 7, 3), (16, 12, 5)]:
-        layer = Linear(m, k, bias, np.float64, rng)
+        layer = Linear(m, k, bias, np.float64, rng=rng)
         x = rng.standard_normal((n, m))
         y = layer.forward(x)
         dy = rng.uniform(-1, 1, size=y.shape)

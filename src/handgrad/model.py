@@ -38,6 +38,38 @@ class Sequential:
     def grads(self) -> dict[str, np.ndarray]:
         return {f"{i}.{k}": v for i, layer in enumerate(self.layers) for k, v in layer.grads.items()}
 
+    def output_shape(self, input_shape: tuple) -> tuple:
+        for layer in self.layers:
+            input_shape = layer.output_shape(input_shape)
+        return input_shape
+
+    def flops(self, input_shape: tuple) -> int:
+        total = 0
+        for layer in self.layers:
+            total += layer.flops(input_shape)
+            input_shape = layer.output_shape(input_shape)
+        return total
+
+    def summary(self, input_shape: tuple) -> str:
+        """A table of each layer's output shape, parameter count and forward FLOPs for one sample.
+
+        ``input_shape`` is one sample's shape, e.g. ``(1, 28, 28)``.  Shapes are inferred without running
+        the model.  FLOPs count a multiply-add as two and one operation per output element of an
+        element-wise layer.
+        """
+        shape = (1, *input_shape)
+        rows = [("#", "layer", "output shape", "params", "FLOPs"), ("", "input", str(input_shape), "", "")]
+        total_params = total_flops = 0
+        for i, layer in enumerate(self.layers):
+            flops, shape = layer.flops(shape), layer.output_shape(shape)
+            params = sum(int(p.size) for p in layer.params.values())
+            total_params, total_flops = total_params + params, total_flops + flops
+            rows.append((str(i), type(layer).__name__, str(shape[1:]), f"{params:,}", f"{flops:,}"))
+        rows.append(("", "total", "", f"{total_params:,}", f"{total_flops:,}"))
+        widths = [max(len(row[k]) for row in rows) for k in range(5)]
+        align = ("<", "<", "<", ">", ">")
+        return "\n".join("  ".join(f"{cell:{a}{w}}" for cell, a, w in zip(row, align, widths)).rstrip() for row in rows)
+
     def __getitem__(self, index):
         return self.layers[index]
 

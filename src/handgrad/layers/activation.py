@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import numpy as np
+
 from .. import functional as F
 from .base import Layer
 
@@ -48,6 +50,12 @@ class Softmax(Layer):
 
 class Flatten(Layer):
     """(N, C, H, W) -> (N, C*H*W)."""
+
+    def output_shape(self, input_shape):
+        return (input_shape[0], int(np.prod(input_shape[1:])))
+
+    def flops(self, input_shape):
+        return 0
 
     def _forward(self, x):
         return F.flatten_forward(x)

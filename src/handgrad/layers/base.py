@@ -30,6 +30,14 @@ class Layer:
 
     __call__ = forward
 
+    def output_shape(self, input_shape: tuple) -> tuple:
+        """The shape ``forward`` returns for an input of ``input_shape`` (element-wise layers keep it)."""
+        return tuple(input_shape)
+
+    def flops(self, input_shape: tuple) -> int:
+        """Floating-point operations of one forward pass: one per output element unless a layer says otherwise."""
+        return int(np.prod(self.output_shape(input_shape)))
+
     def _forward(self, x):
         raise NotImplementedError
 

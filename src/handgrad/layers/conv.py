@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from .. import functional as F
+from .. import init as initializers
 from .._checks import positive_int
-from ..init import fan_in_uniform
 from ..shapes import Window
 from .base import Layer, ParamLayer
 
@@ -14,8 +14,9 @@ from .base import Layer, ParamLayer
 class Conv2D(ParamLayer):
     """Cross-correlation (``mode="xcorr"``) or true convolution (``mode="conv"``) with a chosen centre.
 
-    ``weight`` is (out_channels, in_channels, kH, kW) and ``bias`` (out_channels,).  The formulas, output
-    size and backward are those of :func:`handgrad.functional.conv2d_forward` and ``conv2d_backward``.
+    ``weight`` is (out_channels, in_channels, kH, kW) and ``bias`` (out_channels,), drawn by ``init``
+    (see :mod:`handgrad.init`) from ``rng``.  The formulas, output size and backward are those of
+    :func:`handgrad.functional.conv2d_forward` and ``conv2d_backward``.
     """
 
     def __init__(
@@ -29,18 +30,35 @@ class Conv2D(ParamLayer):
         center=None,
         bias=True,
         dtype=np.float32,
+        *,
+        init="default",
         rng=None,
     ):
         super().__init__(dtype)
         self.in_channels = positive_int(in_channels, "in_channels", "Conv2D")
         self.out_channels = positive_int(out_channels, "out_channels", "Conv2D")
         self.window = Window.of(kernel_size, stride, padding, mode, center, "Conv2D")
-        rng = np.random.default_rng() if rng is None else rng
-        fan_in = self.in_channels * self.window.kernel[0] * self.window.kernel[1]
-        shape = (self.out_channels, self.in_channels, *self.window.kernel)
-        self.params["weight"] = fan_in_uniform(rng, shape, fan_in, self.dtype)
+        area = self.window.kernel[0] * self.window.kernel[1]
+        weight, b = initializers.get(init, "Conv2D")(
+            np.random.default_rng() if rng is None else rng,
+            (self.out_channels, self.in_channels, *self.window.kernel),
+            (self.out_channels,) if bias else None,
+            self.in_channels * area,
+            self.out_channels * area,
+            self.dtype,
+        )
+        self.params["weight"] = weight
         if bias:
-            self.params["bias"] = fan_in_uniform(rng, (self.out_channels,), fan_in, self.dtype)
+            self.params["bias"] = b
+
+    def output_shape(self, input_shape):
+        n, _, h, w = input_shape
+        return (n, self.out_channels, *self.window.output_size(h, w, "Conv2D"))
+
+    def flops(self, input_shape):
+        """Two per multiply-add, ``C * kH * kW`` multiply-adds per output element, plus the bias."""
+        macs = self.in_channels * self.window.kernel[0] * self.window.kernel[1]
+        return int(np.prod(self.output_shape(input_shape))) * (2 * macs + ("bias" in self.params))
 
     def _forward(self, x):
         w = self.window
@@ -71,6 +89,14 @@ class MaxPool2D(Layer):
         super().__init__()
         stride = kernel_size if stride is None else stride
         self.window = Window.of(kernel_size, stride, padding, mode, center, "MaxPool2D")
+
+    def output_shape(self, input_shape):
+        n, c, h, w = input_shape
+        return (n, c, *self.window.output_size(h, w, "MaxPool2D"))
+
+    def flops(self, input_shape):
+        """One comparison per window cell."""
+        return int(np.prod(self.output_shape(input_shape))) * self.window.kernel[0] * self.window.kernel[1]
 
     @property
     def indices(self):
