@@ -110,3 +110,19 @@ class Window:
     def span(self, out_size: tuple[int, int]) -> tuple[int, int]:
         """``(H_out - 1)*S + K``: rows (columns) covered by all windows together."""
         return tuple((o - 1) * s + k for o, s, k in zip(out_size, self.stride, self.kernel))
+
+    def check_every_window_sees_input(self, size: tuple[int, int], out: tuple[int, int], where: str) -> None:
+        """Raise ``ValueError`` if a window holds padding only (for pooling, whose padding never wins).
+
+        Window i covers input rows ``[i*S - lead, i*S - lead + K)``; the first and the last window are the
+        ones that can miss the input.
+        """
+        for axis, name in ((0, "rows"), (1, "columns")):
+            first = -self.lead[axis]
+            last = (out[axis] - 1) * self.stride[axis] - self.lead[axis]
+            if first + self.kernel[axis] <= 0 or last >= size[axis]:
+                raise ValueError(
+                    f"{where}: some windows hold only padding {name} (kernel_size {self.kernel}, stride "
+                    f"{self.stride}, padding {self.padding}, center {self.center}, input {tuple(size)}); "
+                    f"reduce padding or move the center"
+                )

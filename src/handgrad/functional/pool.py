@@ -21,19 +21,6 @@ class MaxPool2DCache(NamedTuple):
     x_shape: tuple
 
 
-def _check_windows_see_input(window: Window, size: tuple, out: tuple, where: str) -> None:
-    """Each window must hold at least one input cell, or its maximum would be padding."""
-    for axis, name in ((0, "rows"), (1, "columns")):
-        first = -window.lead[axis]  # input row where window 0 starts
-        last = (out[axis] - 1) * window.stride[axis] - window.lead[axis]  # where the last window starts
-        if first + window.kernel[axis] <= 0 or last >= size[axis]:
-            raise ValueError(
-                f"{where}: some windows hold only padding {name} (kernel_size {window.kernel}, stride "
-                f"{window.stride}, padding {window.padding}, center {window.center}, input {size}); "
-                f"reduce padding or move the center"
-            )
-
-
 def maxpool2d_forward(x, kernel_size, stride=None, padding=0, mode="xcorr", center=None):
     """Max-pool a batch of images and remember where each maximum came from.
 
@@ -61,7 +48,7 @@ def maxpool2d_forward(x, kernel_size, stride=None, padding=0, mode="xcorr", cent
     window = Window.of(kernel_size, kernel_size if stride is None else stride, padding, mode, center, where)
     n, c, h, w = x.shape
     out = window.output_size(h, w, where)
-    _check_windows_see_input(window, (h, w), out, where)
+    window.check_every_window_sees_input((h, w), out, where)
     (kh, kw), (sh, sw), (lead_h, lead_w) = window.kernel, window.stride, window.lead
 
     xq = embed(x, window.lead, window.span(out), fill=-np.inf)  # (N, C, span_h, span_w)

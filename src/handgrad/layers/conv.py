@@ -52,7 +52,9 @@ class Conv2D(ParamLayer):
             self.params["bias"] = b
 
     def output_shape(self, input_shape):
-        n, _, h, w = input_shape
+        n, c, h, w = input_shape
+        if c != self.in_channels:
+            raise ValueError(f"Conv2D: input must have {self.in_channels} channels, got shape {tuple(input_shape)}")
         return (n, self.out_channels, *self.window.output_size(h, w, "Conv2D"))
 
     def flops(self, input_shape):
@@ -92,7 +94,9 @@ class MaxPool2D(Layer):
 
     def output_shape(self, input_shape):
         n, c, h, w = input_shape
-        return (n, c, *self.window.output_size(h, w, "MaxPool2D"))
+        out = self.window.output_size(h, w, "MaxPool2D")
+        self.window.check_every_window_sees_input((h, w), out, "MaxPool2D")
+        return (n, c, *out)
 
     def flops(self, input_shape):
         """One comparison per window cell."""

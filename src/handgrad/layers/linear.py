@@ -34,6 +34,8 @@ class Linear(ParamLayer):
             self.params["bias"] = b
 
     def output_shape(self, input_shape):
+        if tuple(input_shape[1:]) != (self.in_features,):
+            raise ValueError(f"Linear: input must be (N, {self.in_features}), got shape {tuple(input_shape)}")
         return (input_shape[0], self.out_features)
 
     def flops(self, input_shape):
