@@ -1,0 +1,168 @@
+"""Optimisers and learning-rate schedules, with PyTorch's conventions so that runs can be compared.
+
+An optimiser holds the parameter dict it updates in place (``model.params``) and per-parameter buffers;
+``step(grads)`` applies one update.  ``state_dict()`` returns ``(tensors, meta)``: the buffers as named
+arrays and the scalars as JSON-ready values, which is what a checkpoint stores.
+
+Notation: W a parameter, g its gradient, eta the learning rate, lambda the weight decay, t the step (from 1).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+
+class Optimizer:
+    slots: tuple[str, ...] = ()  # names of the per-parameter buffers
+
+    def __init__(self, params: dict[str, np.ndarray], lr: float, weight_decay: float = 0.0):
+        if not lr > 0:
+            raise ValueError(f"{type(self).__name__}: lr must be > 0, got {lr}")
+        if weight_decay < 0:
+            raise ValueError(f"{type(self).__name__}: weight_decay must be >= 0, got {weight_decay}")
+        self.params, self.lr, self.weight_decay = params, float(lr), float(weight_decay)
+        self.buffers: dict[str, dict[str, np.ndarray]] = {slot: {} for slot in self.slots}
+        self.t = 0
+
+    def step(self, grads: dict[str, np.ndarray]) -> None:
+        missing = set(self.params) - set(grads)
+        if missing:
+            raise ValueError(f"{type(self).__name__}.step: no gradient for {sorted(missing)}; run backward first")
+        self.t += 1
+        for name, w in self.params.items():
+            g = grads[name]
+            if self.weight_decay:
+                g = g + self.weight_decay * w  # L2 term in the gradient, as torch.optim does
+            self._update(name, w, g)
+
+    def _update(self, name: str, w: np.ndarray, g: np.ndarray) -> None:
+        raise NotImplementedError
+
+    def state_dict(self) -> tuple[dict[str, np.ndarray], dict]:
+        tensors = {f"{slot}.{name}": a for slot, arrays in self.buffers.items() for name, a in arrays.items()}
+        return tensors, {"type": type(self).__name__, "t": self.t, "lr": self.lr}
+
+    def load_state_dict(self, tensors: dict[str, np.ndarray], meta: dict) -> None:
+        """Restore buffers and step count; shapes and names are checked before anything changes."""
+        if meta.get("type") != type(self).__name__:
+            raise ValueError(f"optimiser state is for {meta.get('type')!r}, not {type(self).__name__!r}")
+        buffers = {slot: {} for slot in self.slots}
+        for key, value in tensors.items():
+            slot, _, name = key.partition(".")
+            if slot not in buffers or name not in self.params:
+                raise ValueError(f"optimiser state: unexpected buffer {key!r}")
+            if value.shape != self.params[name].shape:
+                raise ValueError(
+                    f"optimiser state: {key!r} has shape {value.shape}, expected {self.params[name].shape}"
+                )
+            buffers[slot][name] = np.array(value, dtype=self.params[name].dtype)
+        self.buffers, self.t, self.lr = buffers, int(meta["t"]), float(meta["lr"])
+
+
+class SGD(Optimizer):
+    """Stochastic gradient descent, with optional (Nesterov) momentum ``mu``::
+
+    g = dW + lambda W
+    v = mu v + g                  (v = g at the first step)
+    d = g + mu v  (Nesterov)  or  v  (momentum)  or  g  (mu = 0)
+    W = W - eta d
+    """
+
+    slots = ("momentum",)
+
+    def __init__(self, params, lr, momentum=0.0, nesterov=False, weight_decay=0.0):
+        super().__init__(params, lr, weight_decay)
+        if not 0 <= momentum < 1:
+            raise ValueError(f"SGD: momentum must be in [0, 1), got {momentum}")
+        if nesterov and momentum == 0:
+            raise ValueError("SGD: nesterov needs a momentum > 0")
+        self.momentum, self.nesterov = float(momentum), bool(nesterov)
+
+    def _update(self, name, w, g):
+        if self.momentum:
+            v = self.buffers["momentum"].get(name)
+            if v is None:
+                v = self.buffers["momentum"][name] = g.copy()
+            else:
+                v *= self.momentum
+                v += g
+            g = g + self.momentum * v if self.nesterov else v
+        w -= self.lr * g
+
+
+class Adam(Optimizer):
+    """Adam (Kingma and Ba)::
+
+    g = dW + lambda W
+    m = beta1 m + (1 - beta1) g
+    v = beta2 v + (1 - beta2) g^2
+    W = W - eta * (m / (1 - beta1^t)) / (sqrt(v / (1 - beta2^t)) + eps)
+    """
+
+    slots = ("m", "v")
+
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
+        super().__init__(params, lr, weight_decay)
+        if not all(0 <= b < 1 for b in betas):
+            raise ValueError(f"Adam: betas must lie in [0, 1), got {betas}")
+        self.betas, self.eps = (float(betas[0]), float(betas[1])), float(eps)
+
+    def _update(self, name, w, g):
+        beta1, beta2 = self.betas
+        m = self.buffers["m"].setdefault(name, np.zeros_like(w))
+        v = self.buffers["v"].setdefault(name, np.zeros_like(w))
+        m *= beta1
+        m += (1 - beta1) * g
+        v *= beta2
+        v += (1 - beta2) * g * g
+        correction1, correction2 = 1 - beta1**self.t, 1 - beta2**self.t
+        w -= (self.lr / correction1) * m / (np.sqrt(v) / math.sqrt(correction2) + self.eps)
+
+
+OPTIMIZERS = ("sgd", "momentum", "nesterov", "adam")
+
+
+def make_optimizer(name: str, params, lr: float, momentum: float = 0.9, weight_decay: float = 0.0) -> Optimizer:
+    """By name: ``sgd``, ``momentum`` (SGD with momentum), ``nesterov``, ``adam``."""
+    if name == "sgd":
+        return SGD(params, lr, weight_decay=weight_decay)
+    if name in ("momentum", "nesterov"):
+        return SGD(params, lr, momentum=momentum, nesterov=name == "nesterov", weight_decay=weight_decay)
+    if name == "adam":
+        return Adam(params, lr, weight_decay=weight_decay)
+    raise ValueError(f"unknown optimizer {name!r}: expected one of {OPTIMIZERS}")
+
+
+def constant_lr(base_lr: float):
+    return lambda epoch: base_lr
+
+
+def step_lr(base_lr: float, step_size: int, gamma: float = 0.1):
+    """``eta_e = eta_0 * gamma ^ floor(e / step_size)`` for epoch e (from 0), as ``torch.optim.lr_scheduler.StepLR``."""
+    if step_size < 1:
+        raise ValueError(f"step schedule: step_size must be >= 1, got {step_size}")
+    return lambda epoch: base_lr * gamma ** (epoch // step_size)
+
+
+def cosine_lr(base_lr: float, t_max: int, eta_min: float = 0.0):
+    """``eta_e = eta_min + (eta_0 - eta_min) (1 + cos(pi e / T)) / 2``, as ``CosineAnnealingLR``."""
+    if t_max < 1:
+        raise ValueError(f"cosine schedule: t_max must be >= 1, got {t_max}")
+    return lambda epoch: eta_min + (base_lr - eta_min) * (1 + math.cos(math.pi * epoch / t_max)) / 2
+
+
+SCHEDULES = ("constant", "step", "cosine")
+
+
+def make_schedule(name: str, base_lr: float, epochs: int, step_size: int = 1, gamma: float = 0.1):
+    """A function epoch -> learning rate: ``constant``, ``step`` (every ``step_size`` epochs times
+    ``gamma``) or ``cosine`` (to 0 over ``epochs``).  A function of the epoch alone resumes exactly."""
+    if name == "constant":
+        return constant_lr(base_lr)
+    if name == "step":
+        return step_lr(base_lr, step_size, gamma)
+    if name == "cosine":
+        return cosine_lr(base_lr, epochs)
+    raise ValueError(f"unknown schedule {name!r}: expected one of {SCHEDULES}")
