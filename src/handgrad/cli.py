@@ -1,0 +1,228 @@
+"""The ``handgrad`` command: train, evaluate, predict, and compare with PyTorch."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+
+from . import runs
+from .checkpoint import CheckpointError
+from .data import DATASETS, NORMALIZATIONS, IDXError
+from .init import INITIALIZERS
+from .optim import OPTIMIZERS, SCHEDULES
+from .presets import PRESETS
+
+# train options that are TrainConfig fields, with the type argparse converts them with
+TRAIN_OPTIONS = {
+    "model": {"choices": list(PRESETS), "help": "architecture (default: seed-cnn)"},
+    "dataset": {"choices": list(DATASETS), "help": "data set (default: fashion-mnist)"},
+    "epochs": {"type": int, "help": "epochs in all; with --resume, raise it to train longer (default: 5)"},
+    "batch_size": {"type": int, "help": "images per step (default: 64)"},
+    "lr": {"type": float, "help": "learning rate (default: 0.01)"},
+    "optimizer": {"choices": OPTIMIZERS, "help": "sgd, momentum, nesterov or adam (default: sgd)"},
+    "momentum": {"type": float, "help": "momentum of momentum and nesterov (default: 0.9)"},
+    "weight_decay": {"type": float, "help": "L2 weight decay (default: 0)"},
+    "schedule": {"choices": SCHEDULES, "help": "learning-rate schedule over epochs (default: constant)"},
+    "step_size": {"type": int, "help": "epochs between decays of the step schedule (default: 1)"},
+    "gamma": {"type": float, "help": "decay factor of the step schedule (default: 0.1)"},
+    "seed": {"type": int, "help": "seed of the one generator behind weights and shuffling (default: 0)"},
+    "init": {"choices": list(INITIALIZERS), "help": "weight initialiser (default: default, PyTorch's)"},
+    "normalization": {"choices": NORMALIZATIONS, "help": "standard: zero mean, unit variance (default); unit: x/255"},
+    "dtype": {"choices": runs.DTYPES, "help": "parameter and activation dtype (default: float32)"},
+    "train_limit": {"type": int, "metavar": "N", "help": "train on the first N training images only"},
+    "test_limit": {"type": int, "metavar": "N", "help": "evaluate on the first N test images only"},
+}
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="handgrad", description="Train and inspect CNNs whose gradients are derived by hand."
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    train = commands.add_parser("train", help="train a model; a checkpoint after every epoch")
+    for name, options in TRAIN_OPTIONS.items():
+        train.add_argument("--" + name.replace("_", "-"), dest=name, default=None, **options)
+    train.add_argument("--out", type=Path, help="run directory (default: runs/MODEL-DATASET-seedSEED)")
+    train.add_argument(
+        "--resume", type=Path, metavar="RUN", help="continue the run in RUN exactly where its checkpoint left it"
+    )
+    train.add_argument("--data-dir", type=Path, help="where to look for the data set first")
+    train.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+    evaluate = commands.add_parser("evaluate", help="accuracy, per-class accuracy and confusion matrix of a run")
+    evaluate.add_argument("run", type=Path)
+    evaluate.add_argument("--data-dir", type=Path)
+    evaluate.add_argument("--limit", type=int, metavar="N", help="the first N test images only")
+
+    predict = commands.add_parser("predict", help="classify PNG images or an IDX file of images")
+    predict.add_argument("run", type=Path)
+    predict.add_argument("files", type=Path, nargs="+", metavar="FILE")
+    predict.add_argument(
+        "--invert", action="store_true", help="invert grey levels (dark objects on a light background)"
+    )
+    compare = commands.add_parser("compare", help="train handgrad and the identical PyTorch model side by side")
+    compare.add_argument("--model", choices=list(PRESETS), default="seed-cnn")
+    compare.add_argument("--dataset", choices=list(DATASETS), default="fashion-mnist")
+    compare.add_argument("--steps", type=int, default=200)
+    compare.add_argument("--batch-size", type=int, default=64)
+    compare.add_argument("--optimizer", choices=OPTIMIZERS, default="sgd")
+    compare.add_argument("--lr", type=float, help="learning rate (default: 0.01, and 0.001 for adam)")
+    compare.add_argument("--momentum", type=float, default=0.9)
+    compare.add_argument("--weight-decay", type=float, default=0.0)
+    compare.add_argument("--dtype", choices=runs.DTYPES, default="float64")
+    compare.add_argument("--seed", type=int, default=0)
+    compare.add_argument("--train-limit", type=int, metavar="N", help="draw batches from the first N training images")
+    compare.add_argument(
+        "--out", type=Path, help="where the CSV and the plot go (default: runs/compare-MODEL-OPTIMIZER-DTYPE)"
+    )
+    compare.add_argument("--data-dir", type=Path)
+    return parser
+
+
+def _compare(args) -> int:
+    from .compare import CompareConfig, compare, plot, write_csv
+
+    lr = args.lr if args.lr is not None else (1e-3 if args.optimizer == "adam" else 0.01)
+    config = CompareConfig(
+        model=args.model,
+        dataset=args.dataset,
+        steps=args.steps,
+        batch_size=args.batch_size,
+        lr=lr,
+        optimizer=args.optimizer,
+        momentum=args.momentum,
+        weight_decay=args.weight_decay,
+        dtype=args.dtype,
+        seed=args.seed,
+        train_limit=args.train_limit,
+    )
+    out = args.out or Path("runs") / f"compare-{args.model}-{args.optimizer}-{args.dtype}"
+    out.mkdir(parents=True, exist_ok=True)
+    result = compare(config, data_dir=args.data_dir)
+    write_csv(result, out / "compare.csv")
+    plot(result, out / "compare.png", f"{args.model}, {args.optimizer} lr {lr:g}, {args.dtype}: handgrad vs PyTorch")
+    print(f"curves: {out / 'compare.csv'}, {out / 'compare.png'}")
+    print(result.verdict())
+    return 0 if result.passed else 1
+
+
+def _train(args) -> int:
+    from .train import TrainingDiverged, train
+
+    given = {name: getattr(args, name) for name in TRAIN_OPTIONS if getattr(args, name) is not None}
+    if args.resume:
+        changed = sorted(set(given) - {"epochs"})
+        if changed or args.out:
+            flags = ", ".join("--" + n.replace("_", "-") for n in changed + (["out"] if args.out else []))
+            raise ValueError(
+                f"--resume continues a run with its own configuration; only --epochs may be given, not {flags}"
+            )
+        config = runs.load_state(args.resume).config
+        config = runs.TrainConfig(**{**asdict(config), **given})
+        run_dir = args.resume
+    else:
+        config = runs.TrainConfig(**given)
+        run_dir = args.out or Path("runs") / f"{config.model}-{config.dataset}-seed{config.seed}"
+    try:
+        result = train(config, run_dir, resume=bool(args.resume), data_dir=args.data_dir, progress=not args.no_progress)
+    except TrainingDiverged as error:
+        print(f"handgrad: training stopped: {error}", file=sys.stderr)
+        return 1
+    if not result.metrics:
+        print(f"{run_dir}: all {config.epochs} epochs were already done")
+        return 0
+    last = result.metrics[-1]
+    best = max(result.metrics, key=lambda row: row["test_accuracy"])
+    print(
+        f"\ndone: {config.model} on {config.dataset}, {len(result.metrics)} epochs"
+        f" ({result.seconds / 60:.1f} min this session)\n"
+        f"  final test accuracy {last['test_accuracy']:.4f} (best {best['test_accuracy']:.4f} after epoch {best['epoch']})\n"
+        f"  run: {run_dir}  (checkpoint {runs.CHECKPOINT}, metrics {runs.METRICS})\n"
+        f"  next: handgrad evaluate {run_dir}"
+    )
+    return 0
+
+
+def _evaluate(args) -> int:
+    from .data import load as load_dataset
+    from .evaluate import evaluate, report
+
+    model, loss, state = runs.load_model(args.run)
+    data = load_dataset(state.config.dataset, args.data_dir)
+    images, labels = data.test_images[: args.limit], data.test_labels[: args.limit]
+    test_loss, _, predictions = evaluate(model, loss, images, labels, state.normalizer, np.dtype(state.config.dtype))
+    print(
+        f"{args.run}: {state.config.model} after {state.epoch} epochs on the {data.spec.title} test set; loss {test_loss:.4f}"
+    )
+    print(report(labels, predictions, state.classes))
+    return 0
+
+
+def _read_images(path: Path, invert: bool, size: tuple[int, int]) -> tuple[np.ndarray, list[str]]:
+    """(N, H, W) uint8 images from a PNG (one image) or an IDX file (one image or many), with labels for each."""
+    from .data import read_idx
+
+    with open(path, "rb") as f:
+        is_png = f.read(8) == b"\x89PNG\r\n\x1a\n"
+    if is_png:
+        from PIL import Image
+
+        image = Image.open(path).convert("L")
+        if image.size != (size[1], size[0]):
+            print(f"{path}: resized from {image.size[0]}x{image.size[1]} to {size[1]}x{size[0]}", file=sys.stderr)
+            image = image.resize((size[1], size[0]), Image.LANCZOS)
+        images, names = np.asarray(image, dtype=np.uint8)[None], [str(path)]
+    else:
+        images = read_idx(path)
+        if images.dtype != np.uint8 or images.ndim not in (2, 3) or images.shape[-2:] != size:
+            raise IDXError(
+                path,
+                "images",
+                f"uint8 images of {size[0]}x{size[1]}, shape (N, H, W) or (H, W)",
+                f"{images.dtype} {images.shape}",
+            )
+        images = images.reshape(-1, *size)
+        names = [f"{path}[{i}]" for i in range(len(images))]
+    return (255 - images if invert else images), names
+
+
+def _predict(args) -> int:
+    from .evaluate import probabilities
+    from .presets import INPUT_SHAPE
+
+    model, loss, state = runs.load_model(args.run)
+    for path in args.files:
+        images, names = _read_images(path, args.invert, INPUT_SHAPE[1:])
+        probs = probabilities(model, loss, images, state.normalizer, np.dtype(state.config.dtype))
+        for name, p in zip(names, probs):
+            top = int(np.argmax(p))
+            print(f"{name}: {top} {state.classes[top]} (p={p[top]:.3f})")
+    return 0
+
+
+COMMANDS = {"train": _train, "evaluate": _evaluate, "predict": _predict, "compare": _compare}
+
+
+def main(argv=None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except (ValueError, ImportError, FileNotFoundError, FileExistsError, CheckpointError, IDXError) as error:
+        print(f"handgrad: error: {error}", file=sys.stderr)
+        return 1
+    except BrokenPipeError:  # the reader went away (| head): stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+    except KeyboardInterrupt:
+        print("\nhandgrad: interrupted; the last checkpoint is intact", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,144 @@
+"""The training loop, top to bottom: data, model, optimiser, (resume), then epochs of steps, evaluation,
+checkpoint and metrics.
+
+One ``numpy.random.Generator`` seeded with ``config.seed`` draws every random number of a run: the
+initial weights, then each epoch's shuffling.  Its state is saved with each checkpoint, so a resumed run
+draws the same batches as an uninterrupted one and ends with bit-identical parameters (same machine,
+same thread count).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from . import presets, runs
+from .data import Normalizer, batch_indices
+from .data import load as load_dataset
+from .evaluate import evaluate
+from .optim import make_optimizer, make_schedule
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss stopped being a finite number; the last good checkpoint is left as it was."""
+
+
+@dataclass
+class RunResult:
+    run_dir: Path
+    epochs: int
+    metrics: list[dict]
+    seconds: float
+
+
+def train(config: runs.TrainConfig, run_dir, *, resume=False, dataset=None, data_dir=None, progress=True, log=print):
+    """Train ``config`` into ``run_dir`` (or continue it with ``resume=True``) and return a :class:`RunResult`.
+
+    ``dataset`` may be given already loaded (tests do); otherwise it is looked up by name.
+    """
+    run_dir = Path(run_dir)
+    dtype = np.dtype(config.dtype)
+
+    if not resume and (run_dir / runs.CHECKPOINT).exists():
+        raise FileExistsError(f"{run_dir} already holds a run: continue it with --resume, or choose another --out")
+
+    # data
+    data = dataset if dataset is not None else load_dataset(config.dataset, data_dir)
+    train_x, train_y = _first(data.train_images, data.train_labels, config.train_limit)
+    test_x, test_y = _first(data.test_images, data.test_labels, config.test_limit)
+    normalizer = Normalizer.fit(train_x, config.normalization)
+    log(f"data: {data.spec.title} from {data.source}: {len(train_x):,} training and {len(test_x):,} test images")
+
+    # model, loss, optimiser, schedule: every random number from one generator
+    rng = np.random.default_rng(config.seed)
+    model, loss = presets.build(config.model, rng, dtype, config.init)
+    optimizer = make_optimizer(config.optimizer, model.params, config.lr, config.momentum, config.weight_decay)
+    schedule = make_schedule(config.schedule, config.lr, config.epochs, config.step_size, config.gamma)
+
+    # a new run, or the continuation of one
+    start, history = 0, []
+    if resume:
+        state = runs.load_state(run_dir)
+        runs.restore(state, model, optimizer, rng, where=str(run_dir))
+        start, history = state.epoch, [row for row in runs.read_metrics(run_dir) if row["epoch"] <= state.epoch]
+        log(f"resuming {run_dir} after epoch {start} of {config.epochs}")
+    else:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    runs.write_config(run_dir, config)
+    log(f"model: {config.model}\n{model.summary(presets.INPUT_SHAPE)}")
+
+    began = time.perf_counter()
+    for epoch in range(start, config.epochs):
+        optimizer.lr = schedule(epoch)
+        batches = (
+            (normalizer(train_x[index], dtype), train_y[index])
+            for index in batch_indices(len(train_x), config.batch_size, rng)
+        )
+        steps = -(-len(train_x) // config.batch_size)
+        try:
+            train_loss, train_accuracy, train_seconds = _train_epoch(
+                model, loss, optimizer, batches, steps, f"epoch {epoch + 1}/{config.epochs}", progress
+            )
+        except _NonFiniteLoss as bad:
+            last = f"the last good checkpoint, after epoch {epoch}, is {run_dir / runs.CHECKPOINT}"
+            raise TrainingDiverged(
+                f"the loss became {bad.value} at epoch {epoch + 1}, step {bad.step} of {steps}; "
+                + (last if epoch else "no checkpoint was written")
+            ) from None
+
+        test_loss, test_accuracy, _ = evaluate(model, loss, test_x, test_y, normalizer, dtype)
+        row = {
+            "epoch": epoch + 1,
+            "lr": optimizer.lr,
+            "train_loss": train_loss,
+            "train_accuracy": train_accuracy,
+            "test_loss": test_loss,
+            "test_accuracy": test_accuracy,
+            "train_seconds": train_seconds,
+            "images_per_second": len(train_x) / train_seconds,
+        }
+        runs.save_state(run_dir, model, optimizer, config, epoch + 1, rng, normalizer, data.classes)
+        history.append(row)
+        runs.write_metrics(run_dir, history)
+        log(
+            f"epoch {epoch + 1}/{config.epochs}: train loss {row['train_loss']:.4f} accuracy {row['train_accuracy']:.4f} | "
+            f"test loss {test_loss:.4f} accuracy {test_accuracy:.4f} | {row['images_per_second']:.0f} images/s"
+        )
+    return RunResult(run_dir, config.epochs, history, time.perf_counter() - began)
+
+
+class _NonFiniteLoss(Exception):
+    def __init__(self, step: int, value: float):
+        self.step, self.value = step, value
+
+
+def _train_epoch(model, loss, optimizer, batches, steps, description, progress):
+    """One pass over ``batches`` of (x, y): forward, loss, backward, update.
+
+    Returns (mean loss, accuracy, seconds); raises ``_NonFiniteLoss`` before updating on a NaN or infinite loss.
+    """
+    from tqdm import tqdm
+
+    began, seen, correct, loss_sum = time.perf_counter(), 0, 0, 0.0
+    bar = tqdm(batches, total=steps, desc=description, disable=None if progress else True)
+    for step, (x, y) in enumerate(bar, start=1):
+        out = model.forward(x)
+        value = loss.forward(out, y)
+        if not np.isfinite(value):
+            raise _NonFiniteLoss(step, value)
+        model.backward(loss.backward())
+        optimizer.step(model.grads)
+
+        seen += len(y)
+        correct += int(np.sum(out.argmax(axis=1) == y))
+        loss_sum += value * len(y)
+        rate = seen / (time.perf_counter() - began)
+        bar.set_postfix(loss=f"{loss_sum / seen:.4f}", acc=f"{correct / seen:.4f}", img_s=f"{rate:.0f}", refresh=False)
+    return loss_sum / seen, correct / seen, time.perf_counter() - began
+
+
+def _first(images, labels, limit):
+    return (images, labels) if limit is None else (images[:limit], labels[:limit])

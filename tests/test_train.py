@@ -1,0 +1,113 @@
+"""The training loop and the command line on real images: fitting, exact resume, divergence, evaluate, predict."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+from test_idx import MNIST, idx_bytes
+
+from handgrad import cli, runs
+from handgrad.data import load
+from handgrad.train import TrainingDiverged, train
+
+
+@pytest.fixture(scope="module")
+def fashion():
+    return load("fashion-mnist", allow_download=False)
+
+
+def _quiet(*args):
+    pass
+
+
+def test_seed_cnn_fits_256_real_images(tmp_path, fashion):
+    config = runs.TrainConfig(epochs=25, batch_size=16, lr=2e-3, optimizer="adam", train_limit=256, test_limit=256)
+    result = train(config, tmp_path, dataset=fashion, progress=False, log=_quiet)
+    assert result.metrics[-1]["train_accuracy"] >= 0.95, result.metrics[-1]
+    assert result.metrics[-1]["train_loss"] < result.metrics[0]["train_loss"]
+    assert [row["epoch"] for row in runs.read_metrics(tmp_path)] == list(range(1, 26))
+
+
+def test_resume_is_bit_identical_to_an_uninterrupted_run(tmp_path, fashion):
+    config = runs.TrainConfig(
+        epochs=4,
+        batch_size=50,
+        lr=0.01,
+        optimizer="nesterov",
+        schedule="step",
+        step_size=2,
+        gamma=0.5,
+        train_limit=300,
+        test_limit=100,
+    )
+    straight = train(config, tmp_path / "straight", dataset=fashion, progress=False, log=_quiet)
+    two = runs.TrainConfig(**{**config.__dict__, "epochs": 2})
+    train(two, tmp_path / "split", dataset=fashion, progress=False, log=_quiet)
+    resumed = train(config, tmp_path / "split", resume=True, dataset=fashion, progress=False, log=_quiet)
+
+    a, b = runs.load_state(tmp_path / "straight"), runs.load_state(tmp_path / "split")
+    assert a.epoch == b.epoch == 4 and a.tensors.keys() == b.tensors.keys()
+    for name in a.tensors:
+        np.testing.assert_array_equal(a.tensors[name], b.tensors[name], err_msg=name)
+    assert a.meta["rng"] == b.meta["rng"]
+    untimed = [[{k: v for k, v in r.items() if "second" not in k} for r in run.metrics] for run in (resumed, straight)]
+    assert untimed[0] == untimed[1]
+
+
+@pytest.mark.filterwarnings("ignore:overflow:RuntimeWarning", "ignore:invalid value:RuntimeWarning")
+def test_a_diverging_loss_stops_training_and_keeps_the_last_good_checkpoint(tmp_path, fashion):
+    # the step schedule multiplies the rate by 1e7 after the first epoch
+    config = runs.TrainConfig(
+        epochs=3, lr=0.05, schedule="step", step_size=1, gamma=1e7, train_limit=256, test_limit=64
+    )
+    with pytest.raises(
+        TrainingDiverged,
+        match=r"the loss became (nan|inf) at epoch 2, step \d+ of 4; the last good checkpoint, after epoch 1, is",
+    ):
+        train(config, tmp_path, dataset=fashion, progress=False, log=_quiet)
+    state = runs.load_state(tmp_path)
+    assert state.epoch == 1
+    assert all(np.all(np.isfinite(v)) for v in state.tensors.values())
+    assert [row["epoch"] for row in runs.read_metrics(tmp_path)] == [1]
+
+
+def test_command_line_train_resume_evaluate_predict(tmp_path, capsys):
+    run = tmp_path / "run"
+    common = ["--train-limit", "512", "--test-limit", "200", "--no-progress", "--optimizer", "adam", "--lr", "0.002"]
+    assert cli.main(["train", "--epochs", "1", "--out", str(run), *common]) == 0
+    out = capsys.readouterr().out
+    assert "epoch 1/1: train loss" in out and "final test accuracy" in out and "Conv2D" in out
+
+    assert cli.main(["train", "--resume", str(run), "--epochs", "2", "--no-progress"]) == 0
+    assert "resuming" in capsys.readouterr().out
+    rows = [json.loads(line) for line in (run / runs.METRICS).read_text().splitlines()]
+    assert [r["epoch"] for r in rows] == [1, 2] and rows[1]["test_accuracy"] > 0.5
+
+    assert cli.main(["train", "--resume", str(run), "--lr", "1"]) == 1
+    assert "only --epochs may be given, not --lr" in capsys.readouterr().err
+    assert cli.main(["train", "--epochs", "1", "--out", str(run), *common]) == 1
+    assert "already holds a run" in capsys.readouterr().err
+
+    assert cli.main(["evaluate", str(run), "--limit", "300"]) == 0
+    report = capsys.readouterr().out
+    assert "accuracy" in report and "Ankle boot" in report and "confusion matrix" in report
+
+    images = load("fashion-mnist", allow_download=False).test_images[:3]
+    Image.fromarray(images[0]).save(tmp_path / "one.png")
+    (tmp_path / "three.idx").write_bytes(idx_bytes(images))
+    assert cli.main(["predict", str(run), str(tmp_path / "one.png"), str(tmp_path / "three.idx")]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 4 and lines[0].startswith(str(tmp_path / "one.png") + ": ")
+    assert lines[0].split(": ")[1] == lines[1].split(": ")[1]  # the PNG and the IDX copy of one image agree
+    assert cli.main(["predict", str(run), str(MNIST / "t10k-labels-idx1-ubyte.gz")]) == 1
+    assert "expected uint8 images of 28x28" in capsys.readouterr().err
+
+
+def test_command_line_errors_are_one_clear_line(tmp_path, capsys):
+    assert cli.main(["evaluate", str(tmp_path / "nothing")]) == 1
+    assert "no checkpoint file there" in capsys.readouterr().err
+    assert cli.main(["train", "--epochs", "0", "--out", str(tmp_path / "r")]) == 1
+    assert "epochs must be >= 1, got 0" in capsys.readouterr().err
