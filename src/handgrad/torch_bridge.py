@@ -1,0 +1,215 @@
+"""The same network in PyTorch: build the ``torch.nn`` module equivalent to a handgrad ``Sequential`` and
+copy parameters both ways.  PyTorch is optional; this module alone needs it.
+
+The mapping, layer by layer:
+
+- ``Conv2D``: PyTorch's ``conv2d`` is handgrad's cross-correlation with centre (0, 0).  Any other centre and
+  mode go through the identity ``conv(W, centre c) == xcorr(W[..., ::-1, ::-1], centre K-1-c)`` and
+  asymmetric padding: a cross-correlation with centre c reads ``Xp[i*S + a - c]``, which is ``conv2d``
+  (no padding) on the input padded by ``P + c`` before and ``P - c`` after (a negative pad crops).  So the
+  module is ``ZeroPad2d`` then ``Conv2d``, and a true convolution's torch weight is the flipped kernel.
+- ``MaxPool2D``: the same, padding with minus infinity (``ConstantPad2d``) before ``MaxPool2d``.
+- ``Linear``: handgrad's ``(in, out)`` weight is the transpose of ``nn.Linear``'s ``(out, in)``.
+- ``ReLU``, ``Sigmoid``, ``Tanh``, ``Flatten``, ``Softmax`` (over dim 1): their ``torch.nn`` namesakes.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+try:
+    import torch
+    from torch import nn
+except ImportError:  # pragma: no cover - exercised in a subprocess by the tests
+    raise ImportError(
+        "handgrad.torch_bridge needs PyTorch, which handgrad does not install by itself: "
+        "pip install 'handgrad[torch]' (PyTorch 2.13.0, CPU is enough)"
+    ) from None
+
+from . import layers as L
+from .model import Sequential
+
+TORCH_DTYPES = {np.dtype(np.float32): torch.float32, np.dtype(np.float64): torch.float64}
+
+
+def _padding(window):
+    """``(left, right, top, bottom)`` padding that makes a plain PyTorch window read what handgrad's reads."""
+    xc = window.as_xcorr()
+    (ph, pw), (ch, cw) = xc.padding, xc.center
+    return (pw + cw, pw - cw, ph + ch, ph - ch)
+
+
+def _conv(layer: L.Conv2D) -> nn.Module:
+    w = layer.window
+    conv = nn.Conv2d(layer.in_channels, layer.out_channels, w.kernel, w.stride, bias="bias" in layer.params)
+    if w.mode == "xcorr" and w.center == (0, 0):
+        conv.padding = w.padding  # exactly nn.Conv2d(..., padding=P)
+        return conv
+    return nn.Sequential(nn.ZeroPad2d(_padding(w)), conv)
+
+
+def _pool(layer: L.MaxPool2D) -> nn.Module:
+    w = layer.window
+    plain = w.mode == "xcorr" and w.center == (0, 0) and all(2 * p <= k for p, k in zip(w.padding, w.kernel))
+    if plain:
+        return nn.MaxPool2d(w.kernel, w.stride, w.padding)
+    return nn.Sequential(nn.ConstantPad2d(_padding(w), -float("inf")), nn.MaxPool2d(w.kernel, w.stride))
+
+
+_MODULES = {
+    L.Conv2D: _conv,
+    L.MaxPool2D: _pool,
+    L.Linear: lambda layer: nn.Linear(layer.in_features, layer.out_features, bias="bias" in layer.params),
+    L.ReLU: lambda layer: nn.ReLU(),
+    L.Sigmoid: lambda layer: nn.Sigmoid(),
+    L.Tanh: lambda layer: nn.Tanh(),
+    L.Flatten: lambda layer: nn.Flatten(),
+    L.Softmax: lambda layer: nn.Softmax(dim=1),
+}
+
+
+def _torch_layer(module: nn.Module) -> nn.Module:
+    """The module that holds the parameters (the Conv2d inside a pad-then-convolve Sequential)."""
+    return module[-1] if isinstance(module, nn.Sequential) else module
+
+
+def _swap_layout(layer, name, value: np.ndarray) -> np.ndarray:
+    """A handgrad parameter as torch stores it, or back: each mapping is its own inverse."""
+    if isinstance(layer, L.Linear) and name == "weight":
+        return value.T  # (in, out) -> (out, in)
+    if isinstance(layer, L.Conv2D) and name == "weight" and layer.window.mode == "conv":
+        return value[:, :, ::-1, ::-1]  # a true convolution is a cross-correlation with the flipped kernel
+    return value
+
+
+def to_torch_module(model: Sequential) -> nn.Module:
+    """An ``nn.Sequential`` that computes what ``model`` computes, with ``model``'s parameters and dtype."""
+    modules = []
+    for i, layer in enumerate(model):
+        if type(layer) not in _MODULES:
+            raise ValueError(f"to_torch_module: layer {i} ({type(layer).__name__}) has no PyTorch counterpart here")
+        modules.append(_MODULES[type(layer)](layer))
+    module = nn.Sequential(*modules)
+    dtypes = {p.dtype for p in model.params.values()} or {np.dtype(np.float32)}
+    if len(dtypes) != 1:
+        raise ValueError(f"to_torch_module: the model mixes parameter dtypes {sorted(map(str, dtypes))}")
+    module.to(TORCH_DTYPES[dtypes.pop()])
+    to_torch(model, module)
+    return module
+
+
+def _pairs(model: Sequential, module: nn.Module):
+    """(handgrad layer, torch layer) for each layer with parameters, in order."""
+    if len(module) != len(model):
+        raise ValueError(f"the torch module has {len(module)} layers, the handgrad model {len(model)}")
+    return [(layer, _torch_layer(m)) for layer, m in zip(model, module) if layer.params]
+
+
+def to_torch(model: Sequential, module: nn.Module) -> None:
+    """Copy handgrad's parameters into a module built by :func:`to_torch_module`."""
+    with torch.no_grad():
+        for layer, target in _pairs(model, module):
+            for name, value in layer.params.items():
+                getattr(target, name).copy_(torch.from_numpy(np.ascontiguousarray(_swap_layout(layer, name, value))))
+
+
+def from_torch(model: Sequential, module: nn.Module) -> None:
+    """Copy a module's parameters (built by :func:`to_torch_module`) into handgrad's, in place."""
+    for layer, source in _pairs(model, module):
+        for name, value in layer.params.items():
+            np.copyto(value, _swap_layout(layer, name, getattr(source, name).detach().cpu().numpy()))
+
+
+def _named_from_torch(model: Sequential, module: nn.Module, gradients: bool) -> dict[str, np.ndarray]:
+    named = {}
+    for i, layer in enumerate(model):
+        source = _torch_layer(module[i])
+        for name in layer.params:
+            tensor = getattr(source, name).grad if gradients else getattr(source, name)
+            named[f"{i}.{name}"] = _swap_layout(layer, name, tensor.detach().cpu().numpy())
+    return named
+
+
+def params_from_torch(model: Sequential, module: nn.Module) -> dict[str, np.ndarray]:
+    """The module's parameters, named and laid out as ``model.params`` (copies; the model is not changed)."""
+    return _named_from_torch(model, module, gradients=False)
+
+
+def grads_from_torch(model: Sequential, module: nn.Module) -> dict[str, np.ndarray]:
+    """The module's parameter gradients, named and laid out as ``model.params``."""
+    return _named_from_torch(model, module, gradients=True)
+
+
+def load_state_dict(model: Sequential, state_dict: dict) -> None:
+    """Load a torch ``state_dict`` of a matching architecture into ``model``.
+
+    The entries are taken module by module in their order (``"0.weight"``, ``"0.bias"``, ``"3.weight"``...),
+    one module per handgrad layer with parameters; names, counts and shapes are checked before anything
+    is copied.  A plain ``nn.Conv2d`` is a cross-correlation, so for a ``Conv2D`` in ``mode="conv"`` the
+    kernel is flipped, which keeps the function the module computed.
+    """
+    groups: dict[str, dict[str, np.ndarray]] = {}
+    for key, tensor in state_dict.items():
+        prefix, _, name = key.rpartition(".")
+        groups.setdefault(prefix, {})[name] = tensor.detach().cpu().numpy()
+    layers = [(i, layer) for i, layer in enumerate(model) if layer.params]
+    if len(groups) != len(layers):
+        raise ValueError(
+            f"load_state_dict: the state_dict holds {len(groups)} modules with parameters, the model {len(layers)}"
+        )
+    values = {}
+    for (i, layer), (prefix, group) in zip(layers, groups.items()):
+        if set(group) != set(layer.params):
+            raise ValueError(
+                f"load_state_dict: {prefix!r} holds {sorted(group)}, layer {i} ({type(layer).__name__}) needs {sorted(layer.params)}"
+            )
+        for name, value in group.items():
+            value = _swap_layout(layer, name, value)
+            if value.shape != layer.params[name].shape:
+                raise ValueError(
+                    f"load_state_dict: '{prefix}.{name}' has shape {tuple(value.shape)} as handgrad lays it out, "
+                    f"layer {i} ({type(layer).__name__}) needs {layer.params[name].shape}"
+                )
+            values[(i, name)] = value
+    for (i, name), value in values.items():
+        np.copyto(model[i].params[name], value)
+
+
+def torch_parameters(model: Sequential, module: nn.Module) -> list:
+    """The module's parameters in the order of ``model.params``."""
+    return [getattr(_torch_layer(module[i]), name) for i, layer in enumerate(model) for name in layer.params]
+
+
+def torch_loss(loss):
+    """A function ``(prediction, labels) -> loss`` in PyTorch that computes what the handgrad ``loss`` does."""
+    import torch.nn.functional as F
+
+    from . import losses
+
+    if isinstance(loss, losses.SoftmaxCrossEntropy):
+        return lambda z, t: F.cross_entropy(z, t, reduction=loss.reduction)
+    if isinstance(loss, losses.CrossEntropy):  # on probabilities: -sum t ln y
+        return lambda y, t: F.nll_loss(torch.log(y), t, reduction=loss.reduction)
+    if isinstance(loss, losses.MSE):
+        return lambda y, t: F.mse_loss(y, t, reduction=loss.reduction)
+    raise ValueError(f"torch_loss: no PyTorch counterpart for {loss!r}")
+
+
+def torch_optimizer(optimizer, model: Sequential, module: nn.Module):
+    """The ``torch.optim`` optimiser with the same rule and hyper-parameters as the handgrad ``optimizer``."""
+    from . import optim
+
+    params = torch_parameters(model, module)
+    if isinstance(optimizer, optim.SGD):
+        return torch.optim.SGD(
+            params,
+            lr=optimizer.lr,
+            momentum=optimizer.momentum,
+            nesterov=optimizer.nesterov,
+            weight_decay=optimizer.weight_decay,
+        )
+    if isinstance(optimizer, optim.Adam):
+        return torch.optim.Adam(
+            params, lr=optimizer.lr, betas=optimizer.betas, eps=optimizer.eps, weight_decay=optimizer.weight_decay
+        )
+    raise ValueError(f"torch_optimizer: no PyTorch counterpart for {type(optimizer).__name__}")
