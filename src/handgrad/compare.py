@@ -166,7 +166,7 @@ def plot(result: CompareResult, path, title: str) -> None:
         result.loss_tolerance, color="grey", linestyle=":", label=f"loss tolerance {result.loss_tolerance:g}"
     )
     bottom.set_xlabel("step")
-    bottom.set_ylabel("relative difference")
+    bottom.set_ylabel("relative difference (0 drawn at 1e-18)")
     bottom.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=100)
