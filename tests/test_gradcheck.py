@@ -102,20 +102,20 @@ def test_a_whole_model(rng, record):
 
 
 class _SigmoidWithWrongBackward(Sigmoid):
-    def _backward(self, dy, y):
+    def _backward(self, dy, y, input_grad):
         return dy * y, {}  # forgets the (1 - y) factor
 
 
 class _LinearWithWrongWeightGradient(Linear):
-    def _backward(self, dy, cache):
-        dx, grads = super()._backward(dy, cache)
+    def _backward(self, dy, cache, input_grad):
+        dx, grads = super()._backward(dy, cache, input_grad)
         grads["weight"] = grads["weight"] * 1.001  # off by 0.1 %
         return dx, grads
 
 
 class _ConvForgettingTheFlip(Conv2D):
-    def _backward(self, dy, cache):
-        dx, grads = super()._backward(dy, cache)
+    def _backward(self, dy, cache, input_grad):
+        dx, grads = super()._backward(dy, cache, input_grad)
         return dx, {**grads, "weight": grads["weight"][:, :, ::-1, ::-1]}  # true convolution's flip undone
 
 

@@ -34,10 +34,14 @@ def test_conv2d_matches_loops(rng, record):
         dx, dw, db = F.conv2d_backward(dy, cache)
         rx, rw, rb = R.conv2d_backward(dy, x, w, *hyper, bias=bias)
         errors += [assert_close(dx, rx, RTOL, "dx", config), assert_close(dw, rw, RTOL, "dw", config)]
+        literal = R.derivation.conv2d_backward(dy, x, w, *hyper)  # dilate, pad, correlate with rot180(W)
+        errors += [assert_close(literal[0], rx, RTOL, "dx (derivation)", config)]
+        errors += [assert_close(literal[1], rw, RTOL, "dw (derivation)", config)]
         if bias:
             errors.append(assert_close(db, rb, RTOL, "db", config))
         else:
             assert db is None and rb is None
+        assert F.conv2d_backward(dy, cache, input_grad=False)[0] is None
         record("Conv2D", "reference", *errors)
 
 

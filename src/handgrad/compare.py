@@ -114,7 +114,7 @@ def compare(config: CompareConfig, dataset=None, data_dir=None, log=print) -> Co
         x, y = normalizer(images[index], dtype), labels[index].astype(np.int64)
 
         ours = loss.forward(model.forward(x), y)
-        model.backward(loss.backward())
+        model.backward(loss.backward(), input_grad=False)
         torch_optimizer.zero_grad()
         theirs = torch_loss(module(torch.from_numpy(x)), torch.from_numpy(y))
         theirs.backward()

@@ -25,9 +25,10 @@ class Sequential:
 
     __call__ = forward
 
-    def backward(self, dy) -> np.ndarray:
-        for layer in reversed(self.layers):
-            dy = layer.backward(dy)
+    def backward(self, dy, input_grad: bool = True) -> np.ndarray | None:
+        """Back through every layer; ``input_grad=False`` skips the gradient of the model's input (data)."""
+        for i in reversed(range(len(self.layers))):
+            dy = self.layers[i].backward(dy, input_grad or i > 0)
         return dy
 
     @property

@@ -111,6 +111,30 @@ class Window:
         """``(H_out - 1)*S + K``: rows (columns) covered by all windows together."""
         return tuple((o - 1) * s + k for o, s, k in zip(out_size, self.stride, self.kernel))
 
+    def cell_reads(self, size: tuple[int, int], out: tuple[int, int]):
+        """For each window cell ``(a, b)`` of the cross-correlation window, the cells it reads, as slices.
+
+        Yields ``(a, b, out_rows, out_cols, in_rows, in_cols)``: output cell ``(i, j)`` in
+        ``out_rows x out_cols`` reads input cell ``(i*S_h + a - lead_h, j*S_w + b - lead_w)``, which runs over
+        ``in_rows x in_cols``.  Reads that fall outside the input (padding) are left out, so a kernel cell
+        that reads only padding yields nothing.  For ``mode="conv"`` the cells are those of the flipped kernel.
+        """
+        per_axis = [[(a, *self._axis_reads(a, size[k], out[k], k)) for a in range(self.kernel[k])] for k in (0, 1)]
+        for a, out_rows, in_rows in per_axis[0]:
+            for b, out_cols, in_cols in per_axis[1]:
+                if out_rows is not None and out_cols is not None:
+                    yield a, b, out_rows, out_cols, in_rows, in_cols
+
+    def _axis_reads(self, a: int, size: int, out: int, axis: int):
+        """Output indices i with ``0 <= i*S + a - lead < size``, and the input indices they read, as slices."""
+        s, lead = self.stride[axis], self.lead[axis]
+        first = max(0, -(-(lead - a) // s))  # ceil((lead - a) / S), at least 0
+        last = min(out - 1, (size - 1 + lead - a) // s)
+        if last < first:
+            return None, None
+        start = first * s + a - lead
+        return slice(first, last + 1), slice(start, start + (last - first) * s + 1, s)
+
     def check_every_window_sees_input(self, size: tuple[int, int], out: tuple[int, int], where: str) -> None:
         """Raise ``ValueError`` if a window holds padding only (for pooling, whose padding never wins).
 

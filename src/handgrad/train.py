@@ -129,7 +129,7 @@ def _train_epoch(model, loss, optimizer, batches, steps, description, progress):
         value = loss.forward(out, y)
         if not np.isfinite(value):
             raise _NonFiniteLoss(step, value)
-        model.backward(loss.backward())
+        model.backward(loss.backward(), input_grad=False)  # the images need no gradient
         optimizer.step(model.grads)
 
         seen += len(y)

@@ -3,6 +3,13 @@
 Notation: X (N, C, H, W) input, W (O, C, kH, kW) kernel, B (O,) bias, Y (N, O, H_out, W_out) output;
 S stride, P padding, c = (c_h, c_w) the kernel's centre element; Xp is X zero-padded by P on every side,
 and a read outside Xp counts as zero.  Geometry and output sizes live in :mod:`handgrad.shapes`.
+
+Layout.  The work is one matrix product per pass over the "columns" of the input,
+``cols[(c,a,b), (n,i,j)] = Xq[n, c, i*S_h + a, j*S_w + b]`` (im2col), with the channel axis first:
+``Y = W (O x C*kH*kW) @ cols (C*kH*kW x N*H_out*W_out)`` gives Y channel-major, so the returned
+(N, O, H_out, W_out) arrays are views of (O, N, H_out, W_out) memory; the next layer reads them as they are.
+In this orientation every output is the same dot product in the same order, so identical input patches
+give bitwise identical outputs (max-pooling ties stay ties, as in PyTorch).
 """
 
 from __future__ import annotations
@@ -10,19 +17,127 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import numpy as np
+from numpy.lib.stride_tricks import as_strided
 
 from .._checks import as_float_array, check_same_shape, check_shape
 from ..shapes import Window
-from ._windows import dilate, embed, extract, windows
 
 
 class Conv2DCache(NamedTuple):
-    xq: np.ndarray  # (N, C, span_h, span_w): X placed under the windows, Xq[u, v] = X[u - lead_h, v - lead_w]
+    cols: np.ndarray  # (C*kH*kW, N*H_out*R): the input cells each kernel cell met; R = W_out, or Rows.length
     w: np.ndarray  # (O, C, kH, kW): the kernel as cross-correlated (flipped when mode="conv")
     has_bias: bool
     window: Window
     x_shape: tuple
     y_shape: tuple
+    rows: Rows | None  # the flat layout of stride 1; None for other strides
+
+
+def im2col(x: np.ndarray, window: Window, out: tuple[int, int], dtype) -> np.ndarray:
+    """``cols[c, a, b, n, i, j] = Xq[n, c, i*S_h + a, j*S_w + b]``, zero where that is padding.
+
+    x: (N, C, H, W) -> (C, kH, kW, N, H_out, W_out), one strided copy per kernel cell.
+    """
+    n, c, h, w = x.shape
+    x_c = x.transpose(1, 0, 2, 3)  # (C, N, H, W): free when x is channel-major in memory
+    reads = list(window.cell_reads((h, w), out))
+    covers = len(reads) == window.kernel[0] * window.kernel[1] and all(
+        r[2] == slice(0, out[0]) and r[3] == slice(0, out[1]) for r in reads
+    )
+    cols = (np.empty if covers else np.zeros)((c, *window.kernel, n, *out), dtype=dtype)
+    for a, b, out_rows, out_cols, in_rows, in_cols in reads:
+        cols[:, a, b, :, out_rows, out_cols] = x_c[:, :, in_rows, in_cols]
+    return cols
+
+
+class Rows(NamedTuple):
+    """Stride-1 geometry of the flat layout: each image a run of rows of length ``R = max(W, W_out)``."""
+
+    length: int  # R
+    rows: int  # rows of the buffer, H_out + kH - 1 and one spare for the last taps' overrun
+    shifts: list  # flat offset of each kernel cell (a, b): a*R + b - lead_w
+    masks: list  # (b, columns j < W_out whose read for kernel column b wraps into a neighbouring row)
+
+
+def _rows(window: Window, size: tuple[int, int], out: tuple[int, int]) -> Rows:
+    (kh, kw), lead_w = window.kernel, window.lead[1]
+    r = max(size[1], out[1])
+    shifts = [a * r + b - lead_w for a in range(kh) for b in range(kw)]
+    masks = []
+    for b in range(kw):  # output column j reads column j + b - lead_w, which must lie in [0, R)
+        low, high = max(0, lead_w - b), min(out[1], r - b + lead_w)
+        wrapped = [j for j in (slice(0, low), slice(high, out[1])) if j.stop > j.start]
+        masks += [(b, j) for j in wrapped]
+    return Rows(r, out[0] + kh, shifts, masks)
+
+
+def im2col_rows(x: np.ndarray, window: Window, out: tuple[int, int], dtype) -> tuple[np.ndarray, Rows]:
+    """Stride-1 im2col on rows of length ``R = max(W, W_out)``: ``cols[(c,a,b), (n, i*R + j)]`` reads input
+    row ``i + a - lead_h``, column ``j + b - lead_w``.
+
+    With each image stored as rows of length R (zero rows above and below for the vertical padding), kernel
+    cell (a, b) reads one contiguous run of the flattened image, shifted by ``a*R + b - lead_w``, so
+    ``cols`` is a single copy with long runs.  A read that leaves its row (horizontal padding) wraps into the
+    neighbouring row: those few columns are set to zero.  Output columns ``j >= W_out`` (when R > W_out)
+    are junk, dropped from the output and given zero gradient.
+
+    x: (N, C, H, W) -> cols (C*kH*kW, N*H_out*R), and the geometry.
+    """
+    n, c, h, w = x.shape
+    (kh, kw), (lead_h, lead_w) = window.kernel, window.lead
+    rows = _rows(window, (h, w), out)
+    r = rows.length
+    # (C, N, margin + rows*R + margin) with the image's row y at buffer row y + lead_h
+    flat = np.zeros((c, n, lead_w + rows.rows * r + kw), dtype=dtype)
+    image = flat[:, :, lead_w : lead_w + rows.rows * r].reshape(c, n, rows.rows, r)
+    visible = max(0, min(h, rows.rows - lead_h))
+    image[:, :, lead_h : lead_h + visible, :w] = x.transpose(1, 0, 2, 3)[:, :, :visible]
+    item, run = flat.itemsize, out[0] * r
+    taps = as_strided(flat, (c, kh, kw, n, run), (flat.strides[0], r * item, item, flat.strides[1], item))
+    cols = taps.copy().reshape(c * kh * kw, n * run)  # copy: the taps overlap in memory
+    _zero_wrapped(cols, rows, window.kernel, n, out)
+    return cols, rows
+
+
+def _zero_wrapped(cols: np.ndarray, rows: Rows, kernel: tuple[int, int], n: int, out: tuple[int, int]) -> None:
+    """Zero the columns whose reads wrapped into a neighbouring row (horizontal padding), in place."""
+    if rows.masks:
+        c = cols.shape[0] // (kernel[0] * kernel[1])
+        grid = cols.reshape(c, kernel[0], kernel[1], n, out[0], rows.length)
+        for b, columns in rows.masks:
+            grid[:, :, b, :, :, columns] = 0
+
+
+def col2im_rows(dcols: np.ndarray, window: Window, rows: Rows, size: tuple[int, int], n: int, out: tuple[int, int]):
+    """The adjoint of :func:`im2col_rows`: kernel cell (a, b)'s run added back at its shift.
+
+    dcols: (C*kH*kW, N*H_out*R), zero in junk columns -> dX (N, C, H, W), a view of (C, N, H, W) memory.
+    """
+    (kh, kw), (lead_h, lead_w) = window.kernel, window.lead
+    c, r, run = dcols.shape[0] // (kh * kw), rows.length, out[0] * rows.length
+    _zero_wrapped(dcols, rows, window.kernel, n, out)  # wrapped reads were zeros: no gradient flows back
+    taps = dcols.reshape(c, kh * kw, n, run)
+    flat = np.zeros((c, n, lead_w + rows.rows * r + kw), dtype=dcols.dtype)
+    for k, shift in enumerate(rows.shifts):
+        start = lead_w + shift
+        flat[:, :, start : start + run] += taps[:, k]
+    image = flat[:, :, lead_w : lead_w + rows.rows * r].reshape(c, n, rows.rows, r)
+    dx_c = np.zeros((c, n, *size), dtype=dcols.dtype)
+    visible = max(0, min(size[0], rows.rows - lead_h))
+    dx_c[:, :, :visible] = image[:, :, lead_h : lead_h + visible, : size[1]]
+    return dx_c.transpose(1, 0, 2, 3)
+
+
+def col2im(dcols: np.ndarray, window: Window, size: tuple[int, int]) -> np.ndarray:
+    """The adjoint of :func:`im2col`: each column's gradient added back onto the input cell it was read from.
+
+    dcols: (C, kH, kW, N, H_out, W_out) -> dX (N, C, H, W), a view of (C, N, H, W) memory.
+    """
+    c, _, _, n, *out = dcols.shape
+    dx_c = np.zeros((c, n, *size), dtype=dcols.dtype)
+    for a, b, out_rows, out_cols, in_rows, in_cols in window.cell_reads(size, tuple(out)):
+        dx_c[:, :, in_rows, in_cols] += dcols[:, a, b, :, out_rows, out_cols]
+    return dx_c.transpose(1, 0, 2, 3)
 
 
 def conv2d_forward(x, w, b=None, stride=1, padding=0, mode="xcorr", center=None):
@@ -40,7 +155,8 @@ def conv2d_forward(x, w, b=None, stride=1, padding=0, mode="xcorr", center=None)
 
     Both modes are computed as a cross-correlation through the identity
     ``conv(W, centre c) == xcorr(W[..., ::-1, ::-1], centre K-1-c)``; cross-correlation with centre
-    (0, 0) is PyTorch's ``conv2d``.
+    (0, 0) is PyTorch's ``conv2d``.  With ``Xq[u, v] = Xp[u - c_h, v - c_w]`` it is the matrix product
+    ``Y[o, (n,i,j)] = sum_{(c,a,b)} W[o, (c,a,b)] * cols[(c,a,b), (n,i,j)] + B[o]``.
 
     Args:
         x: (N, C, H, W) input.
@@ -63,53 +179,67 @@ def conv2d_forward(x, w, b=None, stride=1, padding=0, mode="xcorr", center=None)
         check_same_shape(b, (w.shape[0],), "b", where)
     window = Window.of(w.shape[2:], stride, padding, mode, center, where)
     out = window.output_size(*x.shape[2:], where)
+    dtype = np.result_type(x, w)
 
     if window.mode == "conv":
-        w = w[:, :, ::-1, ::-1]  # conv(W, c) == xcorr(rot180(W), K-1-c); window.lead already uses K-1-c
-    xq = embed(x, window.lead, window.span(out))  # (N, C, span_h, span_w)
-    y = np.einsum("ncijab,ocab->noij", windows(xq, window.kernel, window.stride), w, optimize=True)
+        w = w[:, :, ::-1, ::-1]  # conv(W, c) == xcorr(rot180(W), K-1-c); cell_reads already uses K-1-c
+    o, n = w.shape[0], x.shape[0]
+    if window.stride == (1, 1):
+        cols, rows = im2col_rows(x, window, out, dtype)  # (C*kH*kW, N*H_out*R)
+    else:
+        cols, rows = im2col(x, window, out, dtype).reshape(-1, n * out[0] * out[1]), None
+    y = w.reshape(o, -1) @ cols  # (O, N*H_out*R)
     if b is not None:
-        y += b[:, None, None]
-    return y, Conv2DCache(xq, w, b is not None, window, x.shape, y.shape)
+        y += b[:, None]
+    y = y.reshape(o, n, out[0], -1)[:, :, :, : out[1]].transpose(1, 0, 2, 3)  # (N, O, H_out, W_out)
+    return y, Conv2DCache(cols, w, b is not None, window, x.shape, y.shape, rows)
 
 
-def conv2d_backward(dy, cache: Conv2DCache):
-    """Gradients of :func:`conv2d_forward`, written as the derivation gives them.
+def conv2d_backward(dy, cache: Conv2DCache, input_grad: bool = True):
+    """Gradients of :func:`conv2d_forward`, as the derivation gives them::
 
-    With ``Xq[u, v] = Xp[u - c_h, v - c_w]`` (the padded input shifted by the centre) the forward pass is the
-    plain correlation ``Y[n,o,i,j] = B[o] + sum_{c,a,b} W[o,c,a,b] * Xq[n, c, i*S_h + a, j*S_w + b]``, so::
-
-        dB[o]        = sum_{n,i,j} dY[n,o,i,j]                                  (one bias per feature map)
-        dW[o,c,a,b]  = sum_{n,i,j} dY[n,o,i,j] * Xq[n, c, i*S_h + a, j*S_w + b]    (X correlated with dY)
+        dB[o]        = sum_{n,i,j} dY[n,o,i,j]                                   (one bias per feature map)
+        dW[o,c,a,b]  = sum_{n,i,j} dY[n,o,i,j] * Xq[n, c, i*S_h + a, j*S_w + b]     (X correlated with dY)
         dXq[n,c,u,v] = sum_{o,a,b} Dp[n,o,u + a, v + b] * W[o, c, kH-1-a, kW-1-b]
 
-    The last line is the *full* correlation of the stride-dilated gradient with the 180-degree rotated
-    kernel: ``D`` is dY with ``S - 1`` zeros between neighbours (for a stride above 1 the input
-    "breaks apart") and ``Dp`` is ``D`` zero-padded by ``K - 1`` on every side.  dX is the input's
-    part of dXq; input cells that no window reads (when ``(H + 2P - K) mod S != 0``) get zero.
-    For ``mode="conv"`` the kernel was flipped, so dW is flipped back.
+    The last line is the *full* correlation of the stride-dilated gradient ``D`` (dY with ``S - 1`` zeros
+    between neighbours; ``Dp`` is ``D`` padded by ``K - 1``) with the 180-degree rotated kernel.  Only the
+    cells of ``D`` that hold a gradient contribute, so it is computed as the sum over kernel cells (a, b)
+    of ``sum_o W[o, c, a, b] * dY[n, o, i, j]`` added onto input cell ``(i*S_h + a, j*S_w + b)``: the
+    matrix product ``dcols = W^T dY`` and :func:`col2im`.  (:mod:`handgrad.reference.derivation` computes it
+    literally, dilation and padding included; the tests hold both to the loops.)  Input cells that no
+    window reads get zero.  For ``mode="conv"`` the kernel was flipped, so dW is flipped back.
 
     Args:
         dy: (N, O, H_out, W_out) gradient of the loss with respect to Y.
         cache: from :func:`conv2d_forward`.
+        input_grad: False skips dX (for a first layer, whose input needs no gradient) and returns None for it.
 
     Returns:
-        dx (N, C, H, W), dw (O, C, kH, kW), db (O,) or None when the forward had no bias.
+        dx (N, C, H, W) or None, dw (O, C, kH, kW), db (O,) or None when the forward had no bias.
     """
     where = "conv2d_backward"
     dy = as_float_array(dy, "dy", where)
     check_same_shape(dy, cache.y_shape, "dy", where)
-    window, kernel = cache.window, cache.window.kernel
+    (n, c, *size), (_, o, *out) = cache.x_shape, cache.y_shape
+    w2 = cache.w.reshape(o, -1)  # (O, C*kH*kW)
+    dy_c = dy.transpose(1, 0, 2, 3)  # (O, N, H_out, W_out): free when dy is channel-major
+    if cache.rows is None or cache.rows.length == out[1]:
+        dy2 = dy_c.reshape(o, -1)  # (O, N*H_out*W_out)
+    else:
+        dy2 = np.zeros((o, n, out[0], cache.rows.length), dtype=dy.dtype)  # junk columns get zero gradient
+        dy2[..., : out[1]] = dy_c
+        dy2 = dy2.reshape(o, -1)  # (O, N*H_out*R)
 
-    db = dy.sum(axis=(0, 2, 3)) if cache.has_bias else None
-    dw = np.einsum("ncijab,noij->ocab", windows(cache.xq, kernel, window.stride), dy, optimize=True)
-
-    full = ((0, 0), (0, 0), (kernel[0] - 1,) * 2, (kernel[1] - 1,) * 2)
-    dp = np.pad(dilate(dy, window.stride), full)  # (N, O, span_h + kH - 1, span_w + kW - 1)
-    rot180 = cache.w[:, :, ::-1, ::-1]
-    dxq = np.einsum("noijab,ocab->ncij", windows(dp, kernel, (1, 1)), rot180, optimize=True)  # (N, C, span_h, span_w)
-    dx = extract(dxq, window.lead, cache.x_shape[2:])
-
-    if window.mode == "conv":
-        dw = dw[:, :, ::-1, ::-1]
-    return dx, np.ascontiguousarray(dw), db
+    db = dy2.sum(axis=1) if cache.has_bias else None  # junk columns hold zeros
+    dw = (dy2 @ cache.cols.T).reshape(cache.w.shape)  # X correlated with dY
+    if cache.window.mode == "conv":
+        dw = np.ascontiguousarray(dw[:, :, ::-1, ::-1])
+    dx = None
+    if input_grad:
+        dcols = w2.T @ dy2  # (C*kH*kW, N*H_out*row)
+        if cache.rows is None:
+            dx = col2im(dcols.reshape(c, *cache.window.kernel, n, *out), cache.window, tuple(size))
+        else:
+            dx = col2im_rows(dcols, cache.window, cache.rows, tuple(size), n, tuple(out))
+    return dx, dw, db

@@ -40,12 +40,14 @@ def linear_forward(x, w, b=None):
     return y, LinearCache(x, w, b is not None)
 
 
-def linear_backward(dy, cache: LinearCache):
+def linear_backward(dy, cache: LinearCache, input_grad: bool = True):
     """Batch-aware gradients of ``Y = X W + B``::
 
         dX = dY W^T          (N, in)  = (N, out)(out, in)
         dW = X^T dY          (in, out) = (in, N)(N, out)     summed over the batch by the product
         dB = sum_n dY[n, :]  (out,)
+
+    ``input_grad=False`` skips dX (a first layer's input needs none) and returns None for it.
 
     Returns:
         dx, dw, db (None when the forward had no bias).
@@ -54,4 +56,4 @@ def linear_backward(dy, cache: LinearCache):
     dy = as_float_array(dy, "dy", where)
     check_same_shape(dy, (cache.x.shape[0], cache.w.shape[1]), "dy", where)
     db = dy.sum(axis=0) if cache.has_bias else None
-    return dy @ cache.w.T, cache.x.T @ dy, db
+    return (dy @ cache.w.T if input_grad else None), cache.x.T @ dy, db

@@ -2,7 +2,8 @@
 
 Notation: X (N, C, H, W) input, Y (N, C, H_out, W_out) output, K window, S stride, P padding,
 c = (c_h, c_w) the window's centre element.  Padding and reads outside the padded input count as
-minus infinity, so they never win.
+minus infinity, so they never win.  Both passes loop over the K*K window cells, each step a whole-batch
+operation on output-sized arrays, so nothing is copied window by window.
 """
 
 from __future__ import annotations
@@ -13,12 +14,21 @@ import numpy as np
 
 from .._checks import as_float_array, check_same_shape, check_shape
 from ..shapes import Window
-from ._windows import embed, windows
 
 
 class MaxPool2DCache(NamedTuple):
-    indices: np.ndarray  # (N, C, H_out, W_out): h*W + w of each window's winning input cell
+    cell: np.ndarray  # (N, C, H_out, W_out): which window cell a*kW + b won (of the cross-correlation window)
+    window: Window
     x_shape: tuple
+
+    @property
+    def indices(self) -> np.ndarray:
+        """``h*W + w`` of each window's winning input cell (PyTorch's ``return_indices``), (N, C, H_out, W_out)."""
+        _, _, h_out, w_out = self.cell.shape
+        (_, kw), (sh, sw), (lead_h, lead_w) = self.window.kernel, self.window.stride, self.window.lead
+        rows = np.arange(h_out)[:, None] * sh - lead_h + self.cell // kw
+        cols = np.arange(w_out)[None, :] * sw - lead_w + self.cell % kw
+        return rows * self.x_shape[3] + cols
 
 
 def maxpool2d_forward(x, kernel_size, stride=None, padding=0, mode="xcorr", center=None):
@@ -30,9 +40,10 @@ def maxpool2d_forward(x, kernel_size, stride=None, padding=0, mode="xcorr", cent
         Y[n,c,i,j] = max_{a,b} Xp[n, c, i*S_h - (a - c_h), j*S_w - (b - c_w)]     (mode="conv")
 
     Output size ``H_out = floor((H + 2P_h - kH) / S_h) + 1``; ``stride=None`` means the window size.
-    Both modes take the maximum over the same cells as the cross-correlation window with centre K-1-c.
-    ``indices[n,c,i,j] = h*W + w`` is the input cell that won.  Ties go to the first cell in row-major
-    order of the input, as in PyTorch; a window whose every input cell is -inf picks its first input cell.
+    Both modes take the maximum over the same cells as the cross-correlation window with centre K-1-c,
+    visited in row-major order of the input; a later cell wins only when it is strictly greater, so ties go
+    to the first cell in row-major order, as in PyTorch.  A window whose input cells are all -inf keeps its
+    first input cell.  The cache's ``indices`` give the winners as ``h*W + w``.
 
     Args:
         x: (N, C, H, W).
@@ -40,7 +51,7 @@ def maxpool2d_forward(x, kernel_size, stride=None, padding=0, mode="xcorr", cent
         mode: ``"xcorr"`` or ``"conv"``.
 
     Returns:
-        y: (N, C, H_out, W_out), and the cache (with ``indices``) for :func:`maxpool2d_backward`.
+        y: (N, C, H_out, W_out), and the cache for :func:`maxpool2d_backward`.
     """
     where = "maxpool2d"
     x = as_float_array(x, "x", where)
@@ -49,26 +60,26 @@ def maxpool2d_forward(x, kernel_size, stride=None, padding=0, mode="xcorr", cent
     n, c, h, w = x.shape
     out = window.output_size(h, w, where)
     window.check_every_window_sees_input((h, w), out, where)
-    (kh, kw), (sh, sw), (lead_h, lead_w) = window.kernel, window.stride, window.lead
+    kw = window.kernel[1]
 
-    xq = embed(x, window.lead, window.span(out), fill=-np.inf)  # (N, C, span_h, span_w)
-    cells = windows(xq, window.kernel, window.stride).reshape(n, c, *out, kh * kw)  # (N, C, H_out, W_out, kH*kW)
-    k = cells.argmax(axis=-1)  # (N, C, H_out, W_out): first maximum in row-major order
-    y = np.take_along_axis(cells, k[..., None], axis=-1)[..., 0]
-
-    top = np.arange(out[0])[:, None] * sh - lead_h  # (H_out, 1): input row where each window starts
-    left = np.arange(out[1])[None, :] * sw - lead_w  # (1, W_out)
-    rows, cols = top + k // kw, left + k % kw
-    all_minus_inf = y == -np.inf  # then padding may have "won": take the first input cell instead
-    rows = np.where(all_minus_inf, np.maximum(top, 0), rows)
-    cols = np.where(all_minus_inf, np.maximum(left, 0), cols)
-    return y, MaxPool2DCache(rows * w + cols, x.shape)
+    x_c = x.transpose(1, 0, 2, 3)  # (C, N, H, W), the memory order of a convolution's output
+    if _tiles(window):
+        y, cell = _tiled_forward(x_c, window.kernel, out)
+        return y.transpose(1, 0, 2, 3), MaxPool2DCache(cell.transpose(1, 0, 2, 3), window, x.shape)
+    y = np.full((c, n, *out), -np.inf, dtype=x.dtype)
+    cell = np.full((c, n, *out), -1, dtype=_cell_dtype(window.kernel))  # -1: no input cell seen yet
+    for a, b, out_rows, out_cols, in_rows, in_cols in window.cell_reads((h, w), out):
+        current, best, won = x_c[:, :, in_rows, in_cols], y[:, :, out_rows, out_cols], cell[:, :, out_rows, out_cols]
+        wins = (current > best) | np.isnan(current) | (won < 0)  # a NaN wins, as in PyTorch
+        _mark(won, wins, a * kw + b)
+        np.maximum(best, current, out=best)  # NaN propagates
+    return y.transpose(1, 0, 2, 3), MaxPool2DCache(cell.transpose(1, 0, 2, 3), window, x.shape)
 
 
 def maxpool2d_backward(dy, cache: MaxPool2DCache):
     """Route each gradient to its window's maximum; overlapping windows accumulate::
 
-        dX[n,c,h,w] = sum_{i,j : indices[n,c,i,j] = h*W + w} dY[n,c,i,j]
+        dX[n,c,h,w] = sum_{i,j : window (i, j) was won by cell (h, w)} dY[n,c,i,j]
 
     Every other input cell gets zero (the max "up-samples" the gradient).
 
@@ -76,12 +87,74 @@ def maxpool2d_backward(dy, cache: MaxPool2DCache):
         dy: (N, C, H_out, W_out).
 
     Returns:
-        dx: (N, C, H, W).
+        dx: (N, C, H, W), a view of (C, N, H, W) memory.
     """
     where = "maxpool2d_backward"
     dy = as_float_array(dy, "dy", where)
-    check_same_shape(dy, cache.indices.shape, "dy", where)
+    check_same_shape(dy, cache.cell.shape, "dy", where)
     n, c, h, w = cache.x_shape
-    plane = (np.arange(n * c) * (h * w)).reshape(n, c, 1, 1)  # offset of each (n, c) plane in the flat dX
-    dx = np.bincount((cache.indices + plane).ravel(), weights=dy.ravel(), minlength=n * c * h * w)
-    return dx.reshape(cache.x_shape).astype(dy.dtype, copy=False)
+    window, kw = cache.window, cache.window.kernel[1]
+    if _tiles(window):
+        return _tiled_backward(dy.transpose(1, 0, 2, 3), cache.cell.transpose(1, 0, 2, 3), window.kernel, (h, w))
+    disjoint = all(s >= k for s, k in zip(window.stride, window.kernel))  # each input cell in one window at most
+    dy_c, cell = dy.transpose(1, 0, 2, 3), cache.cell.transpose(1, 0, 2, 3)
+    dx_c = np.zeros((c, n, h, w), dtype=dy.dtype)
+    for a, b, out_rows, out_cols, in_rows, in_cols in window.cell_reads((h, w), cell.shape[2:]):
+        routed = dy_c[:, :, out_rows, out_cols] * (cell[:, :, out_rows, out_cols] == a * kw + b)
+        if disjoint:
+            dx_c[:, :, in_rows, in_cols] = routed
+        else:
+            dx_c[:, :, in_rows, in_cols] += routed
+    return dx_c.transpose(1, 0, 2, 3)
+
+
+def _cell_dtype(kernel: tuple[int, int]):
+    return np.int8 if kernel[0] * kernel[1] <= 127 else np.int32
+
+
+def _mark(cell: np.ndarray, wins: np.ndarray, k: int) -> None:
+    """``cell = k`` where ``wins``, in place.  Cells are visited in increasing k, so this is a maximum
+    (branch-free, unlike a masked copy, which is slow on the random masks of max-pooling)."""
+    np.maximum(cell, wins.astype(cell.dtype) * cell.dtype.type(k), out=cell)
+
+
+def _tiles(window: Window) -> bool:
+    """Windows that tile the input: stride = window and no lead (no padding, origin centre), the usual pooling."""
+    return window.stride == window.kernel and window.lead == (0, 0)
+
+
+def _phases(a: np.ndarray, kernel: tuple[int, int], out: tuple[int, int]) -> np.ndarray:
+    """(C, N, H, W) -> the view (kH, kW, C, N, H_out, W_out) with ``[a, b, c, n, i, j] = X[c, n, i*kH + a, j*kW + b]``.
+
+    Splitting an axis is always a view, so writing into the result writes into ``a``.
+    """
+    (kh, kw), (h_out, w_out) = kernel, out
+    c, n = a.shape[:2]
+    return a[:, :, : h_out * kh, : w_out * kw].reshape(c, n, h_out, kh, w_out, kw).transpose(3, 5, 0, 1, 2, 4)
+
+
+def _tiled_forward(x_c: np.ndarray, kernel: tuple[int, int], out: tuple[int, int]):
+    """The maximum of tiling windows: one copy puts each window cell's values side by side (contiguous),
+    then K*K - 1 whole-array steps.  Same results and ties as the general loop."""
+    phases = np.ascontiguousarray(_phases(x_c, kernel, out)).reshape(-1, *x_c.shape[:2], *out)  # (K*K, C, N, ...)
+    y = phases[0].copy()
+    cell = np.zeros(y.shape, dtype=_cell_dtype(kernel))
+    for k in range(1, len(phases)):
+        _mark(cell, phases[k] > y, k)
+        np.maximum(y, phases[k], out=y)
+    if np.isnan(y).any():  # rare: a NaN wins its window (the last NaN, as in PyTorch)
+        for k in range(len(phases)):
+            np.copyto(cell, k, where=np.isnan(phases[k]))
+    return y, cell
+
+
+def _tiled_backward(dy_c: np.ndarray, cell: np.ndarray, kernel: tuple[int, int], size: tuple[int, int]) -> np.ndarray:
+    """Each window's gradient to its winning cell, written straight into that cell's phase of dX."""
+    out = dy_c.shape[2:]
+    cropped = (out[0] * kernel[0], out[1] * kernel[1]) != tuple(size)
+    dx_c = (np.zeros if cropped else np.empty)((*dy_c.shape[:2], *size), dtype=dy_c.dtype)
+    phases = _phases(dx_c, kernel, out)  # (kH, kW, C, N, H_out, W_out), a view into dx_c
+    for a in range(kernel[0]):
+        for b in range(kernel[1]):
+            np.multiply(dy_c, cell == a * kernel[1] + b, out=phases[a, b])
+    return dx_c.transpose(1, 0, 2, 3)

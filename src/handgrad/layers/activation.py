@@ -14,7 +14,7 @@ class ReLU(Layer):
     def _forward(self, x):
         return F.relu_forward(x)
 
-    def _backward(self, dy, cache):
+    def _backward(self, dy, cache, input_grad):
         return F.relu_backward(dy, cache), {}
 
 
@@ -24,7 +24,7 @@ class Sigmoid(Layer):
     def _forward(self, x):
         return F.sigmoid_forward(x)
 
-    def _backward(self, dy, cache):
+    def _backward(self, dy, cache, input_grad):
         return F.sigmoid_backward(dy, cache), {}
 
 
@@ -34,7 +34,7 @@ class Tanh(Layer):
     def _forward(self, x):
         return F.tanh_forward(x)
 
-    def _backward(self, dy, cache):
+    def _backward(self, dy, cache, input_grad):
         return F.tanh_backward(dy, cache), {}
 
 
@@ -44,7 +44,7 @@ class Softmax(Layer):
     def _forward(self, x):
         return F.softmax_forward(x)
 
-    def _backward(self, dy, cache):
+    def _backward(self, dy, cache, input_grad):
         return F.softmax_backward(dy, cache), {}
 
 
@@ -60,5 +60,5 @@ class Flatten(Layer):
     def _forward(self, x):
         return F.flatten_forward(x)
 
-    def _backward(self, dy, cache):
+    def _backward(self, dy, cache, input_grad):
         return F.flatten_backward(dy, cache), {}

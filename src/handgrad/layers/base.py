@@ -10,7 +10,7 @@ class Layer:
 
     Parameters live in ``params`` (name -> ndarray, updated in place by optimisers) and the gradients
     of the last backward in ``grads`` (same names).  Subclasses implement ``_forward(x) -> (y, cache)``
-    and ``_backward(dy, cache) -> (dx, grads)`` by calling :mod:`handgrad.functional`.
+    and ``_backward(dy, cache, input_grad) -> (dx, grads)`` by calling :mod:`handgrad.functional`.
     """
 
     def __init__(self) -> None:
@@ -22,10 +22,18 @@ class Layer:
         y, self._cache = self._forward(x)
         return y
 
-    def backward(self, dy) -> np.ndarray:
+    def backward(self, dy, input_grad: bool = True) -> np.ndarray | None:
+        """``dx`` for the last forward, and the parameter gradients in ``grads``.
+
+        ``input_grad=False`` says that only the parameter gradients are wanted (the first layer of a model,
+        whose input is data): dX is not computed and None is returned.
+        """
         if self._cache is None:
             raise RuntimeError(f"{type(self).__name__}.backward called before forward: run forward(x) first")
-        dx, self.grads = self._backward(dy, self._cache)
+        if not input_grad and not self.params:
+            self.grads = {}
+            return None
+        dx, self.grads = self._backward(dy, self._cache, input_grad)
         return dx
 
     __call__ = forward
@@ -41,7 +49,7 @@ class Layer:
     def _forward(self, x):
         raise NotImplementedError
 
-    def _backward(self, dy, cache):
+    def _backward(self, dy, cache, input_grad):
         raise NotImplementedError
 
     def __repr__(self) -> str:

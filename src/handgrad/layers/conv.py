@@ -68,8 +68,8 @@ class Conv2D(ParamLayer):
             self.as_input(x), self.params["weight"], self.params.get("bias"), w.stride, w.padding, w.mode, w.center
         )
 
-    def _backward(self, dy, cache):
-        dx, dw, db = F.conv2d_backward(dy, cache)
+    def _backward(self, dy, cache, input_grad):
+        dx, dw, db = F.conv2d_backward(dy, cache, input_grad)
         grads = {"weight": dw} if db is None else {"weight": dw, "bias": db}
         return dx, grads
 
@@ -112,7 +112,7 @@ class MaxPool2D(Layer):
         w = self.window
         return F.maxpool2d_forward(x, w.kernel, w.stride, w.padding, w.mode, w.center)
 
-    def _backward(self, dy, cache):
+    def _backward(self, dy, cache, input_grad):
         return F.maxpool2d_backward(dy, cache), {}
 
     def extra_repr(self):

@@ -45,8 +45,8 @@ class Linear(ParamLayer):
     def _forward(self, x):
         return F.linear_forward(self.as_input(x), self.params["weight"], self.params.get("bias"))
 
-    def _backward(self, dy, cache):
-        dx, dw, db = F.linear_backward(dy, cache)
+    def _backward(self, dy, cache, input_grad):
+        dx, dw, db = F.linear_backward(dy, cache, input_grad)
         return dx, ({"weight": dw} if db is None else {"weight": dw, "bias": db})
 
     def extra_repr(self):

@@ -1,10 +1,12 @@
 """The formulas of :mod:`handgrad.functional` transcribed as plain Python loops, index by index.
 
 Slow on purpose: they are what the fast kernels are tested against and what a reader checks the
-derivations with.  Inputs are float64 arrays; outputs are float64.
+derivations with.  Inputs are float64 arrays; outputs are float64.  :mod:`.derivation` adds the
+convolution's backward pass written with whole arrays exactly as the derivation states it (dilate, pad,
+correlate with the rotated kernel).
 """
 
-from . import activation, conv, linear, losses, pool
+from . import activation, conv, derivation, linear, losses, pool
 from .activation import (
     flatten_backward,
     flatten_forward,
@@ -29,6 +31,7 @@ __all__ = [
     "conv2d_backward",
     "conv2d_forward",
     "cross_entropy",
+    "derivation",
     "flatten_backward",
     "flatten_forward",
     "linear",

@@ -1,4 +1,4 @@
-"""Array plumbing for sliding windows: placing the input under the windows, strided views, dilation.
+"""Array plumbing for the derivation-literal backward: placing the input under the windows, strided views, dilation.
 
 Every function is exact data movement (no arithmetic), so the kernels that use them read like
 their formulas.  Shapes use N batch, C channels, H x W input, kH x kW window.

@@ -1,0 +1,193 @@
+"""handgrad against PyTorch on the CPU: images per second of a training step and of inference, and peak memory.
+
+Both run in this one process on the same workloads (the same network, built by handgrad.torch_bridge from
+the same weights, float32, the same batch), PyTorch with ``torch.set_num_threads`` equal to the cores.
+After a warm-up, the two are timed in alternating blocks of steps (so machine noise falls on both) and
+each rate is the median over the blocks.  Peak memory is measured in a fresh child process per case: the
+rise of the peak resident set size (``VmHWM``, reset through ``/proc/self/clear_refs``) over the resident
+size once the model and the batch exist.
+
+Run:  python benchmarks/bench.py            (about two minutes on a 2-core machine)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+
+import numpy as np
+import torch
+
+from handgrad import Sequential, presets
+from handgrad import torch_bridge as tb
+from handgrad.layers import Conv2D, Flatten, Linear, MaxPool2D, ReLU
+from handgrad.losses import SoftmaxCrossEntropy
+from handgrad.optim import SGD
+
+LR = 0.01
+
+
+def wide_cnn(rng):
+    """1 -> 32 maps 3x3 padding 1, max-pool 2, 32 -> 64 maps 3x3 padding 1, max-pool 2, 3136 -> 128 -> 10."""
+    model = Sequential(
+        [
+            Conv2D(1, 32, 3, padding=1, rng=rng),
+            ReLU(),
+            MaxPool2D(2),
+            Conv2D(32, 64, 3, padding=1, rng=rng),
+            ReLU(),
+            MaxPool2D(2),
+            Flatten(),
+            Linear(3136, 128, rng=rng),
+            ReLU(),
+            Linear(128, 10, rng=rng),
+        ]
+    )
+    return model, SoftmaxCrossEntropy()
+
+
+WORKLOADS = {"seed CNN": (presets.seed_cnn, 64), "wide CNN": (wide_cnn, 128)}
+MODES = ("training", "inference")
+
+
+def setup(workload: str):
+    """The handgrad model and its PyTorch twin, with optimisers, a batch and labels."""
+    build, batch = WORKLOADS[workload]
+    rng = np.random.default_rng(0)
+    model, loss = build(rng)
+    module = tb.to_torch_module(model)
+    x = rng.standard_normal((batch, 1, 28, 28)).astype(np.float32)
+    y = rng.integers(0, 10, size=batch)
+    optimizer = SGD(model.params, LR)
+    torch_optimizer = torch.optim.SGD(module.parameters(), lr=LR)
+    xt, yt = torch.from_numpy(x), torch.from_numpy(y)
+
+    def handgrad_train():
+        loss.forward(model.forward(x), y)
+        model.backward(loss.backward(), input_grad=False)  # as PyTorch: the input needs no gradient
+        optimizer.step(model.grads)
+
+    def handgrad_infer():
+        model.forward(x)
+
+    def torch_train():
+        torch_optimizer.zero_grad(set_to_none=True)
+        torch.nn.functional.cross_entropy(module(xt), yt).backward()
+        torch_optimizer.step()
+
+    def torch_infer():
+        with torch.inference_mode():
+            module(xt)
+
+    steps = {
+        ("handgrad", "training"): handgrad_train,
+        ("handgrad", "inference"): handgrad_infer,
+        ("PyTorch", "training"): torch_train,
+        ("PyTorch", "inference"): torch_infer,
+    }
+    return steps, batch
+
+
+def time_pair(a, b, batch: int, blocks: int, block_seconds: float) -> tuple[float, float]:
+    """Median images/s of ``a`` and of ``b``, timed in alternating blocks after a warm-up."""
+    for f in (a, b):
+        for _ in range(3):
+            f()
+    counts = []
+    for f in (a, b):  # steps per block, from a short calibration
+        began, n = time.perf_counter(), 0
+        while time.perf_counter() - began < block_seconds / 3:
+            f()
+            n += 1
+        counts.append(max(1, int(3 * n)))
+    rates = ([], [])
+    for _ in range(blocks):
+        for k, f in enumerate((a, b)):
+            began = time.perf_counter()
+            for _ in range(counts[k]):
+                f()
+            rates[k].append(counts[k] * batch / (time.perf_counter() - began))
+    return statistics.median(rates[0]), statistics.median(rates[1])
+
+
+def _status(field: str) -> int:
+    """A field of /proc/self/status in bytes (VmRSS, VmHWM)."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError(f"{field} not in /proc/self/status")
+
+
+def memory_child(framework: str, workload: str, mode: str) -> None:
+    """In a fresh process: the rise of peak RSS over the set-up's RSS while running the workload."""
+    steps, _ = setup(workload)
+    step = steps[(framework, mode)]
+    baseline = _status("VmRSS")
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")  # reset VmHWM to the current RSS
+    for _ in range(5):
+        step()
+    print(json.dumps({"peak_bytes": _status("VmHWM") - baseline}))
+
+
+def peak_memory(framework: str, workload: str, mode: str) -> float:
+    out = subprocess.run(
+        [sys.executable, __file__, "--memory-child", framework, workload, mode],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    return json.loads(out.splitlines()[-1])["peak_bytes"] / 2**20
+
+
+def machine() -> str:
+    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), "?")
+    return (
+        f"{cpu}, {os.cpu_count()} cores; Python {platform.python_version()}, NumPy {np.__version__}, "
+        f"PyTorch {torch.__version__} ({torch.get_num_threads()} threads)"
+    )
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--blocks", type=int, default=7, help="timed blocks per case (median taken)")
+    parser.add_argument("--block-seconds", type=float, default=0.6)
+    parser.add_argument("--no-memory", action="store_true")
+    parser.add_argument("--memory-child", nargs=3, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    torch.set_num_threads(os.cpu_count())
+    if args.memory_child:
+        memory_child(*args.memory_child)
+        return
+
+    print(machine())
+    print()
+    print(
+        "| workload | handgrad images/s | PyTorch images/s | handgrad / PyTorch | handgrad peak MiB | PyTorch peak MiB |"
+    )
+    print("| --- | ---: | ---: | ---: | ---: | ---: |")
+    for workload in WORKLOADS:
+        steps, batch = setup(workload)
+        for mode in MODES:
+            ours, theirs = time_pair(
+                steps[("handgrad", mode)], steps[("PyTorch", mode)], batch, args.blocks, args.block_seconds
+            )
+            memory = ("", "")
+            if not args.no_memory:
+                memory = tuple(f"{peak_memory(fw, workload, mode):.1f}" for fw in ("handgrad", "PyTorch"))
+            name = f"{workload}, batch {batch}, {mode}"
+            print(
+                f"| {name} | {ours:,.0f} | {theirs:,.0f} | {ours / theirs:.2f} | {memory[0]} | {memory[1]} |",
+                flush=True,
+            )
+
+
+if __name__ == "__main__":
+    main()
