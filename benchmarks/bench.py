@@ -74,7 +74,8 @@ def setup(workload: str):
         optimizer.step(model.grads)
 
     def handgrad_infer():
-        model.forward(x)
+        model.eval().forward(x)  # evaluation mode, as torch.inference_mode: nothing kept for a backward pass
+        model.train()
 
     def torch_train():
         torch_optimizer.zero_grad(set_to_none=True)
@@ -148,7 +149,8 @@ def peak_memory(framework: str, workload: str, mode: str) -> float:
 
 
 def machine() -> str:
-    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), "?")
+    with open("/proc/cpuinfo") as f:
+        cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), "?")
     return (
         f"{cpu}, {os.cpu_count()} cores; Python {platform.python_version()}, NumPy {np.__version__}, "
         f"PyTorch {torch.__version__} ({torch.get_num_threads()} threads)"

@@ -94,3 +94,16 @@ def test_output_shape_agrees_with_forward(rng):
     for layer_count in range(1, len(model) + 1):
         part = Sequential(model.layers[:layer_count])
         assert part.output_shape((2, 1, 28, 28)) == part.forward(np.zeros((2, 1, 28, 28))).shape
+
+
+def test_train_and_eval_modes(rng):
+    model = _seed_cnn(rng)
+    assert all(layer.training for layer in model)
+    assert model.eval() is model and not any(layer.training for layer in model)
+    x = rng.standard_normal((2, 1, 28, 28))
+    y_eval = model.forward(x)
+    dx_eval = model.backward(np.ones_like(y_eval))  # backward still works in evaluation mode
+    model.train()
+    assert all(layer.training for layer in model)
+    np.testing.assert_array_equal(model.forward(x), y_eval)
+    np.testing.assert_array_equal(model.backward(np.ones_like(y_eval)), dx_eval)

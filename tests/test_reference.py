@@ -63,6 +63,10 @@ def test_maxpool2d_matches_loops(rng, record):
         dy = rng.uniform(-1, 1, size=y.shape)
         dx, rx = F.maxpool2d_backward(dy, cache), R.maxpool2d_backward(dy, rindices, x.shape)
         record("MaxPool2D", "reference", assert_close(y, ry, RTOL, "y", g), assert_close(dx, rx, RTOL, "dx", g))
+        y_only, lazy = F.maxpool2d_forward(x, *hyper, winners=False)  # evaluation mode: winners found on demand
+        np.testing.assert_array_equal(y_only, y)
+        np.testing.assert_array_equal(lazy.indices, rindices)
+        np.testing.assert_array_equal(F.maxpool2d_backward(dy, lazy), dx)
 
 
 def test_maxpool2d_ties_go_to_the_first_input_cell():

@@ -39,6 +39,15 @@ class Sequential:
     def grads(self) -> dict[str, np.ndarray]:
         return {f"{i}.{k}": v for i, layer in enumerate(self.layers) for k, v in layer.grads.items()}
 
+    def train(self, mode: bool = True):
+        """Put every layer in training mode (``mode=True``) or evaluation mode; returns the model."""
+        for layer in self.layers:
+            layer.train(mode)
+        return self
+
+    def eval(self):
+        return self.train(False)
+
     def output_shape(self, input_shape: tuple) -> tuple:
         for layer in self.layers:
             input_shape = layer.output_shape(input_shape)

@@ -134,13 +134,13 @@ def restore(state: RunState, model, optimizer=None, rng=None, where="checkpoint"
 
 
 def load_model(run_dir):
-    """``(model, loss, state)`` of a finished or interrupted run, ready for inference."""
+    """``(model, loss, state)`` of a finished or interrupted run, in evaluation mode, ready for inference."""
     state = load_state(run_dir)
     model, loss = presets.build(
         state.config.model, np.random.default_rng(0), np.dtype(state.config.dtype), state.config.init
     )
     restore(state, model, where=str(run_dir))
-    return model, loss, state
+    return model.eval(), loss, state
 
 
 def read_metrics(run_dir) -> list[dict]:

@@ -89,7 +89,8 @@ def train(config: runs.TrainConfig, run_dir, *, resume=False, dataset=None, data
                 + (last if epoch else "no checkpoint was written")
             ) from None
 
-        test_loss, test_accuracy, _ = evaluate(model, loss, test_x, test_y, normalizer, dtype)
+        test_loss, test_accuracy, _ = evaluate(model.eval(), loss, test_x, test_y, normalizer, dtype)
+        model.train()
         row = {
             "epoch": epoch + 1,
             "lr": optimizer.lr,

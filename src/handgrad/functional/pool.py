@@ -17,21 +17,30 @@ from ..shapes import Window
 
 
 class MaxPool2DCache(NamedTuple):
-    cell: np.ndarray  # (N, C, H_out, W_out): which window cell a*kW + b won (of the cross-correlation window)
+    cell: np.ndarray | None  # (N, C, H_out, W_out): which window cell a*kW + b won; None until needed
     window: Window
     x_shape: tuple
+    x: np.ndarray | None = None  # the input, kept when the winners were not tracked (winners=False)
+
+    def winners(self) -> np.ndarray:
+        """``cell``, computed from the kept input if the forward pass did not track it."""
+        if self.cell is not None:
+            return self.cell
+        w = self.window
+        return maxpool2d_forward(self.x, w.kernel, w.stride, w.padding, w.mode, w.center)[1].cell
 
     @property
     def indices(self) -> np.ndarray:
         """``h*W + w`` of each window's winning input cell (PyTorch's ``return_indices``), (N, C, H_out, W_out)."""
-        _, _, h_out, w_out = self.cell.shape
+        cell = self.winners()
+        _, _, h_out, w_out = cell.shape
         (_, kw), (sh, sw), (lead_h, lead_w) = self.window.kernel, self.window.stride, self.window.lead
-        rows = np.arange(h_out)[:, None] * sh - lead_h + self.cell // kw
-        cols = np.arange(w_out)[None, :] * sw - lead_w + self.cell % kw
+        rows = np.arange(h_out)[:, None] * sh - lead_h + cell // kw
+        cols = np.arange(w_out)[None, :] * sw - lead_w + cell % kw
         return rows * self.x_shape[3] + cols
 
 
-def maxpool2d_forward(x, kernel_size, stride=None, padding=0, mode="xcorr", center=None):
+def maxpool2d_forward(x, kernel_size, stride=None, padding=0, mode="xcorr", center=None, winners=True):
     """Max-pool a batch of images and remember where each maximum came from.
 
     ::
@@ -49,6 +58,8 @@ def maxpool2d_forward(x, kernel_size, stride=None, padding=0, mode="xcorr", cent
         x: (N, C, H, W).
         kernel_size, stride, padding, center: an int or a pair ``(h, w)``.
         mode: ``"xcorr"`` or ``"conv"``.
+        winners: False only takes the maxima (faster, for inference); the cache then keeps ``x`` and the
+            winners are found if a backward pass asks for them.
 
     Returns:
         y: (N, C, H_out, W_out), and the cache for :func:`maxpool2d_backward`.
@@ -63,6 +74,8 @@ def maxpool2d_forward(x, kernel_size, stride=None, padding=0, mode="xcorr", cent
     kw = window.kernel[1]
 
     x_c = x.transpose(1, 0, 2, 3)  # (C, N, H, W), the memory order of a convolution's output
+    if not winners:
+        return _maxima(x_c, window, out).transpose(1, 0, 2, 3), MaxPool2DCache(None, window, x.shape, x)
     if _tiles(window):
         y, cell = _tiled_forward(x_c, window.kernel, out)
         return y.transpose(1, 0, 2, 3), MaxPool2DCache(cell.transpose(1, 0, 2, 3), window, x.shape)
@@ -91,13 +104,13 @@ def maxpool2d_backward(dy, cache: MaxPool2DCache):
     """
     where = "maxpool2d_backward"
     dy = as_float_array(dy, "dy", where)
-    check_same_shape(dy, cache.cell.shape, "dy", where)
     n, c, h, w = cache.x_shape
     window, kw = cache.window, cache.window.kernel[1]
+    check_same_shape(dy, (n, c, *window.output_size(h, w, where)), "dy", where)
+    dy_c, cell = dy.transpose(1, 0, 2, 3), cache.winners().transpose(1, 0, 2, 3)
     if _tiles(window):
-        return _tiled_backward(dy.transpose(1, 0, 2, 3), cache.cell.transpose(1, 0, 2, 3), window.kernel, (h, w))
+        return _tiled_backward(dy_c, cell, window.kernel, (h, w))
     disjoint = all(s >= k for s, k in zip(window.stride, window.kernel))  # each input cell in one window at most
-    dy_c, cell = dy.transpose(1, 0, 2, 3), cache.cell.transpose(1, 0, 2, 3)
     dx_c = np.zeros((c, n, h, w), dtype=dy.dtype)
     for a, b, out_rows, out_cols, in_rows, in_cols in window.cell_reads((h, w), cell.shape[2:]):
         routed = dy_c[:, :, out_rows, out_cols] * (cell[:, :, out_rows, out_cols] == a * kw + b)
@@ -116,6 +129,16 @@ def _mark(cell: np.ndarray, wins: np.ndarray, k: int) -> None:
     """``cell = k`` where ``wins``, in place.  Cells are visited in increasing k, so this is a maximum
     (branch-free, unlike a masked copy, which is slow on the random masks of max-pooling)."""
     np.maximum(cell, wins.astype(cell.dtype) * cell.dtype.type(k), out=cell)
+
+
+def _maxima(x_c: np.ndarray, window: Window, out: tuple[int, int]) -> np.ndarray:
+    """The window maxima alone, (C, N, H_out, W_out): one running maximum over the window cells."""
+    c, n, h, w = x_c.shape
+    y = np.full((c, n, *out), -np.inf, dtype=x_c.dtype)
+    for _, _, out_rows, out_cols, in_rows, in_cols in window.cell_reads((h, w), out):
+        best = y[:, :, out_rows, out_cols]
+        np.maximum(best, x_c[:, :, in_rows, in_cols], out=best)
+    return y
 
 
 def _tiles(window: Window) -> bool:

@@ -16,7 +16,18 @@ class Layer:
     def __init__(self) -> None:
         self.params: dict[str, np.ndarray] = {}
         self.grads: dict[str, np.ndarray] = {}
+        self.training = True
         self._cache = None
+
+    def train(self, mode: bool = True):
+        """Training mode (the default) or, with ``mode=False``, evaluation mode; returns the layer."""
+        self.training = bool(mode)
+        return self
+
+    def eval(self):
+        """Evaluation mode: layers that behave differently when training switch (max-pooling skips
+        tracking its winners until a backward pass asks).  Backward still works."""
+        return self.train(False)
 
     def forward(self, x) -> np.ndarray:
         y, self._cache = self._forward(x)

@@ -84,7 +84,8 @@ class Conv2D(ParamLayer):
 class MaxPool2D(Layer):
     """Max-pooling with Conv2D's window placement; ``stride=None`` means the window size.
 
-    After a forward, ``indices`` (N, C, H_out, W_out) holds ``h*W + w`` of each window's maximum.
+    After a forward, ``indices`` (N, C, H_out, W_out) holds ``h*W + w`` of each window's maximum.  In
+    evaluation mode the forward pass only takes the maxima; the winners are found when asked for.
     """
 
     def __init__(self, kernel_size, stride=None, padding=0, mode="xcorr", center=None):
@@ -110,7 +111,7 @@ class MaxPool2D(Layer):
 
     def _forward(self, x):
         w = self.window
-        return F.maxpool2d_forward(x, w.kernel, w.stride, w.padding, w.mode, w.center)
+        return F.maxpool2d_forward(x, w.kernel, w.stride, w.padding, w.mode, w.center, winners=self.training)
 
     def _backward(self, dy, cache, input_grad):
         return F.maxpool2d_backward(dy, cache), {}
