@@ -2,8 +2,9 @@
 
 Both run in this one process on the same workloads (the same network, built by handgrad.torch_bridge from
 the same weights, float32, the same batch), PyTorch with ``torch.set_num_threads`` equal to the cores.
-After a warm-up, the two are timed in alternating blocks of steps (so machine noise falls on both) and
-each rate is the median over the blocks.  Peak memory is measured in a fresh child process per case: the
+After a warm-up, the two are timed in alternating blocks of steps (so machine noise falls on both), with a
+pause before each block so that neither library's idle worker threads (which spin-wait for a while after
+their last task) steal a core from the other; each rate is the median over the blocks.  Peak memory is measured in a fresh child process per case: the
 rise of the peak resident set size (``VmHWM``, reset through ``/proc/self/clear_refs``) over the resident
 size once the model and the batch exist.
 
@@ -31,6 +32,7 @@ from handgrad.losses import SoftmaxCrossEntropy
 from handgrad.optim import SGD
 
 LR = 0.01
+SETTLE_SECONDS = 0.2  # between blocks: the other library's worker threads stop spin-waiting for work
 
 
 def wide_cnn(rng):
@@ -74,8 +76,7 @@ def setup(workload: str):
         optimizer.step(model.grads)
 
     def handgrad_infer():
-        model.eval().forward(x)  # evaluation mode, as torch.inference_mode: nothing kept for a backward pass
-        model.train()
+        model.predict(x)  # as under torch.inference_mode: nothing kept for a backward pass
 
     def torch_train():
         torch_optimizer.zero_grad(set_to_none=True)
@@ -110,6 +111,7 @@ def time_pair(a, b, batch: int, blocks: int, block_seconds: float) -> tuple[floa
     rates = ([], [])
     for _ in range(blocks):
         for k, f in enumerate((a, b)):
+            time.sleep(SETTLE_SECONDS)
             began = time.perf_counter()
             for _ in range(counts[k]):
                 f()

@@ -107,3 +107,17 @@ def test_train_and_eval_modes(rng):
     assert all(layer.training for layer in model)
     np.testing.assert_array_equal(model.forward(x), y_eval)
     np.testing.assert_array_equal(model.backward(np.ones_like(y_eval)), dx_eval)
+
+
+def test_predict_keeps_nothing_and_matches_forward(rng):
+    model = _seed_cnn(rng)
+    x = rng.standard_normal((3, 1, 28, 28))
+    y = model.forward(x)
+    caches = [layer._cache for layer in model]
+    np.testing.assert_array_equal(model.predict(2 * x), model.forward(2 * x))
+    model.forward(x)
+    before = [layer._cache for layer in model]
+    model.predict(x)
+    assert all(a is b for a, b in zip(before, [layer._cache for layer in model]))  # predict kept nothing
+    assert len(caches) == len(model)
+    np.testing.assert_array_equal(model.predict(x), y)

@@ -45,6 +45,29 @@ def test_conv2d_matches_loops(rng, record):
         record("Conv2D", "reference", *errors)
 
 
+def test_conv2d_in_chunks_matches_loops(rng, monkeypatch):
+    """The batch is processed in chunks of columns; tiny chunks (one image each) change nothing."""
+    from handgrad.functional import conv
+
+    monkeypatch.setattr(conv, "CHUNK_BYTES", 1)
+    for _ in range(30):
+        g = random_window_config(rng)
+        x, w, b = (
+            rng.standard_normal((3, 2, *g["size"])),
+            rng.standard_normal((2, 2, *g["kernel"])),
+            rng.standard_normal(2),
+        )
+        hyper = (g["stride"], g["padding"], g["mode"], g["center"])
+        y, cache = F.conv2d_forward(x, w, b, *hyper)
+        assert len(cache.chunks) == 3
+        assert_close(y, R.conv2d_forward(x, w, b, *hyper), RTOL, "y", g)
+        dy = rng.uniform(-1, 1, size=y.shape)
+        for got, want, name in zip(
+            F.conv2d_backward(dy, cache), R.conv2d_backward(dy, x, w, *hyper), ("dx", "dw", "db")
+        ):
+            assert_close(got, want, RTOL, name, g)
+
+
 def test_maxpool2d_matches_loops(rng, record):
     checked = 0
     while checked < CONFIGS:

@@ -13,7 +13,7 @@ EVAL_BATCH = 500
 def probabilities(model, loss, images: np.ndarray, normalizer, dtype, batch_size: int = EVAL_BATCH) -> np.ndarray:
     """Class probabilities (N, K) for uint8 images (N, H, W): the softmax of the logits of a model trained with
     :class:`~handgrad.losses.SoftmaxCrossEntropy`, the output itself of a model that ends in a softmax."""
-    outputs = [model.forward(normalizer(images[i : i + batch_size], dtype)) for i in range(0, len(images), batch_size)]
+    outputs = [model.predict(normalizer(images[i : i + batch_size], dtype)) for i in range(0, len(images), batch_size)]
     out = np.concatenate(outputs)
     return softmax_forward(out)[0] if isinstance(loss, SoftmaxCrossEntropy) else out
 
@@ -22,7 +22,7 @@ def evaluate(model, loss, images, labels, normalizer, dtype, batch_size: int = E
     """``(mean loss, accuracy, predicted labels)`` over a whole set."""
     total, predictions = 0.0, []
     for i in range(0, len(images), batch_size):
-        out = model.forward(normalizer(images[i : i + batch_size], dtype))
+        out = model.predict(normalizer(images[i : i + batch_size], dtype))
         total += loss.forward(out, labels[i : i + batch_size]) * len(out)
         predictions.append(out.argmax(axis=1))
     predictions = np.concatenate(predictions)

@@ -25,6 +25,12 @@ class Sequential:
 
     __call__ = forward
 
+    def predict(self, x) -> np.ndarray:
+        """The output for inference, keeping nothing for a backward pass (the layers' caches are untouched)."""
+        for layer in self.layers:
+            x = layer.predict(x)
+        return x
+
     def backward(self, dy, input_grad: bool = True) -> np.ndarray | None:
         """Back through every layer; ``input_grad=False`` skips the gradient of the model's input (data)."""
         for i in reversed(range(len(self.layers))):

@@ -21,19 +21,21 @@ from numpy.lib.stride_tricks import as_strided
 
 from .._checks import as_float_array, check_same_shape, check_shape
 from ..shapes import Window
+from ._scratch import scratch, zeroed
 
 
 class Conv2DCache(NamedTuple):
-    cols: np.ndarray  # (C*kH*kW, N*H_out*R): the input cells each kernel cell met; R = W_out, or Rows.length
+    x: np.ndarray  # (N, C, H, W): the input; its columns are rebuilt chunk by chunk in the backward pass
     w: np.ndarray  # (O, C, kH, kW): the kernel as cross-correlated (flipped when mode="conv")
     has_bias: bool
     window: Window
-    x_shape: tuple
     y_shape: tuple
     rows: Rows | None  # the flat layout of stride 1; None for other strides
+    chunks: list  # slices of the batch, each with columns of at most CHUNK_BYTES
+    workspace: dict | None  # scratch memory lent by the caller
 
 
-def im2col(x: np.ndarray, window: Window, out: tuple[int, int], dtype) -> np.ndarray:
+def im2col(x: np.ndarray, window: Window, out: tuple[int, int], dtype, workspace=None) -> np.ndarray:
     """``cols[c, a, b, n, i, j] = Xq[n, c, i*S_h + a, j*S_w + b]``, zero where that is padding.
 
     x: (N, C, H, W) -> (C, kH, kW, N, H_out, W_out), one strided copy per kernel cell.
@@ -44,10 +46,13 @@ def im2col(x: np.ndarray, window: Window, out: tuple[int, int], dtype) -> np.nda
     covers = len(reads) == window.kernel[0] * window.kernel[1] and all(
         r[2] == slice(0, out[0]) and r[3] == slice(0, out[1]) for r in reads
     )
-    cols = (np.empty if covers else np.zeros)((c, *window.kernel, n, *out), dtype=dtype)
+    cols = (scratch if covers else zeroed)(workspace, "columns", (c, *window.kernel, n, *out), dtype)
     for a, b, out_rows, out_cols, in_rows, in_cols in reads:
         cols[:, a, b, :, out_rows, out_cols] = x_c[:, :, in_rows, in_cols]
     return cols
+
+
+CHUNK_BYTES = 4 << 20  # columns of at most 4 MiB at a time: they stay in cache, and memory stays small
 
 
 class Rows(NamedTuple):
@@ -71,7 +76,7 @@ def _rows(window: Window, size: tuple[int, int], out: tuple[int, int]) -> Rows:
     return Rows(r, out[0] + kh, shifts, masks)
 
 
-def im2col_rows(x: np.ndarray, window: Window, out: tuple[int, int], dtype) -> tuple[np.ndarray, Rows]:
+def im2col_rows(x: np.ndarray, window: Window, rows: Rows, out: tuple[int, int], dtype, workspace=None) -> np.ndarray:
     """Stride-1 im2col on rows of length ``R = max(W, W_out)``: ``cols[(c,a,b), (n, i*R + j)]`` reads input
     row ``i + a - lead_h``, column ``j + b - lead_w``.
 
@@ -81,22 +86,22 @@ def im2col_rows(x: np.ndarray, window: Window, out: tuple[int, int], dtype) -> t
     neighbouring row: those few columns are set to zero.  Output columns ``j >= W_out`` (when R > W_out)
     are junk, dropped from the output and given zero gradient.
 
-    x: (N, C, H, W) -> cols (C*kH*kW, N*H_out*R), and the geometry.
+    x: (N, C, H, W) -> cols (C*kH*kW, N*H_out*R).
     """
     n, c, h, w = x.shape
     (kh, kw), (lead_h, lead_w) = window.kernel, window.lead
-    rows = _rows(window, (h, w), out)
     r = rows.length
     # (C, N, margin + rows*R + margin) with the image's row y at buffer row y + lead_h
-    flat = np.zeros((c, n, lead_w + rows.rows * r + kw), dtype=dtype)
+    flat = zeroed(workspace, "image rows", (c, n, lead_w + rows.rows * r + kw), dtype)
     image = flat[:, :, lead_w : lead_w + rows.rows * r].reshape(c, n, rows.rows, r)
     visible = max(0, min(h, rows.rows - lead_h))
     image[:, :, lead_h : lead_h + visible, :w] = x.transpose(1, 0, 2, 3)[:, :, :visible]
     item, run = flat.itemsize, out[0] * r
     taps = as_strided(flat, (c, kh, kw, n, run), (flat.strides[0], r * item, item, flat.strides[1], item))
-    cols = taps.copy().reshape(c * kh * kw, n * run)  # copy: the taps overlap in memory
+    cols = scratch(workspace, "columns", (c * kh * kw, n * run), dtype)
+    np.copyto(cols.reshape(taps.shape), taps)  # a copy: the taps overlap in memory
     _zero_wrapped(cols, rows, window.kernel, n, out)
-    return cols, rows
+    return cols
 
 
 def _zero_wrapped(cols: np.ndarray, rows: Rows, kernel: tuple[int, int], n: int, out: tuple[int, int]) -> None:
@@ -108,39 +113,38 @@ def _zero_wrapped(cols: np.ndarray, rows: Rows, kernel: tuple[int, int], n: int,
             grid[:, :, b, :, :, columns] = 0
 
 
-def col2im_rows(dcols: np.ndarray, window: Window, rows: Rows, size: tuple[int, int], n: int, out: tuple[int, int]):
+def col2im_rows(dcols, window: Window, rows: Rows, out: tuple[int, int], dx_c: np.ndarray, workspace=None) -> None:
     """The adjoint of :func:`im2col_rows`: kernel cell (a, b)'s run added back at its shift.
 
-    dcols: (C*kH*kW, N*H_out*R), zero in junk columns -> dX (N, C, H, W), a view of (C, N, H, W) memory.
+    dcols: (C*kH*kW, N*H_out*R), zero in junk columns; the result is written into dx_c (C, N, H, W).
     """
+    n, size = dx_c.shape[1], dx_c.shape[2:]
     (kh, kw), (lead_h, lead_w) = window.kernel, window.lead
     c, r, run = dcols.shape[0] // (kh * kw), rows.length, out[0] * rows.length
     _zero_wrapped(dcols, rows, window.kernel, n, out)  # wrapped reads were zeros: no gradient flows back
     taps = dcols.reshape(c, kh * kw, n, run)
-    flat = np.zeros((c, n, lead_w + rows.rows * r + kw), dtype=dcols.dtype)
+    flat = zeroed(workspace, "image rows", (c, n, lead_w + rows.rows * r + kw), dcols.dtype)
     for k, shift in enumerate(rows.shifts):
         start = lead_w + shift
         flat[:, :, start : start + run] += taps[:, k]
     image = flat[:, :, lead_w : lead_w + rows.rows * r].reshape(c, n, rows.rows, r)
-    dx_c = np.zeros((c, n, *size), dtype=dcols.dtype)
     visible = max(0, min(size[0], rows.rows - lead_h))
     dx_c[:, :, :visible] = image[:, :, lead_h : lead_h + visible, : size[1]]
-    return dx_c.transpose(1, 0, 2, 3)
+    dx_c[:, :, visible:] = 0  # input rows past every window
 
 
-def col2im(dcols: np.ndarray, window: Window, size: tuple[int, int]) -> np.ndarray:
+def col2im(dcols: np.ndarray, window: Window, dx_c: np.ndarray) -> None:
     """The adjoint of :func:`im2col`: each column's gradient added back onto the input cell it was read from.
 
-    dcols: (C, kH, kW, N, H_out, W_out) -> dX (N, C, H, W), a view of (C, N, H, W) memory.
+    dcols: (C, kH, kW, N, H_out, W_out); the result is written into dx_c (C, N, H, W).
     """
-    c, _, _, n, *out = dcols.shape
-    dx_c = np.zeros((c, n, *size), dtype=dcols.dtype)
-    for a, b, out_rows, out_cols, in_rows, in_cols in window.cell_reads(size, tuple(out)):
+    out = dcols.shape[4:]
+    dx_c.fill(0)
+    for a, b, out_rows, out_cols, in_rows, in_cols in window.cell_reads(dx_c.shape[2:], tuple(out)):
         dx_c[:, :, in_rows, in_cols] += dcols[:, a, b, :, out_rows, out_cols]
-    return dx_c.transpose(1, 0, 2, 3)
 
 
-def conv2d_forward(x, w, b=None, stride=1, padding=0, mode="xcorr", center=None):
+def conv2d_forward(x, w, b=None, stride=1, padding=0, mode="xcorr", center=None, workspace=None):
     """Convolve a batch of images.
 
     Cross-correlation, ``mode="xcorr"``::
@@ -164,6 +168,7 @@ def conv2d_forward(x, w, b=None, stride=1, padding=0, mode="xcorr", center=None)
         b: (O,) bias, one per feature map, or None.
         stride, padding, center: an int or a pair ``(h, w)``; ``center=None`` is (0, 0), the top-left cell.
         mode: ``"xcorr"`` or ``"conv"``.
+        workspace: a dict kept between calls (by a layer) from which temporaries are reused; optional.
 
     Returns:
         y: (N, O, H_out, W_out), and the cache for :func:`conv2d_backward`.
@@ -179,20 +184,23 @@ def conv2d_forward(x, w, b=None, stride=1, padding=0, mode="xcorr", center=None)
         check_same_shape(b, (w.shape[0],), "b", where)
     window = Window.of(w.shape[2:], stride, padding, mode, center, where)
     out = window.output_size(*x.shape[2:], where)
-    dtype = np.result_type(x, w)
+    dtype = np.dtype(np.result_type(x, w))
 
     if window.mode == "conv":
         w = w[:, :, ::-1, ::-1]  # conv(W, c) == xcorr(rot180(W), K-1-c); cell_reads already uses K-1-c
     o, n = w.shape[0], x.shape[0]
-    if window.stride == (1, 1):
-        cols, rows = im2col_rows(x, window, out, dtype)  # (C*kH*kW, N*H_out*R)
-    else:
-        cols, rows = im2col(x, window, out, dtype).reshape(-1, n * out[0] * out[1]), None
-    y = w.reshape(o, -1) @ cols  # (O, N*H_out*R)
+    rows = _rows(window, x.shape[2:], out) if window.stride == (1, 1) else None
+    run = out[0] * (rows.length if rows else out[1])  # columns per image
+    chunks = _chunks(n, w[0].size * run * dtype.itemsize)
+    w2 = w.reshape(o, -1)  # (O, C*kH*kW)
+    y = np.empty((o, n * run), dtype=dtype)
+    for batch in chunks:
+        cols = _columns(x[batch], window, rows, out, dtype, workspace)
+        np.matmul(w2, cols, out=y[:, batch.start * run : batch.stop * run])
     if b is not None:
         y += b[:, None]
     y = y.reshape(o, n, out[0], -1)[:, :, :, : out[1]].transpose(1, 0, 2, 3)  # (N, O, H_out, W_out)
-    return y, Conv2DCache(cols, w, b is not None, window, x.shape, y.shape, rows)
+    return y, Conv2DCache(x, w, b is not None, window, y.shape, rows, chunks, workspace)
 
 
 def conv2d_backward(dy, cache: Conv2DCache, input_grad: bool = True):
@@ -221,25 +229,53 @@ def conv2d_backward(dy, cache: Conv2DCache, input_grad: bool = True):
     where = "conv2d_backward"
     dy = as_float_array(dy, "dy", where)
     check_same_shape(dy, cache.y_shape, "dy", where)
-    (n, c, *size), (_, o, *out) = cache.x_shape, cache.y_shape
+    (n, c, *size), (_, o, *out) = cache.x.shape, cache.y_shape
+    window, rows, dtype = cache.window, cache.rows, np.result_type(cache.x, cache.w)
     w2 = cache.w.reshape(o, -1)  # (O, C*kH*kW)
     dy_c = dy.transpose(1, 0, 2, 3)  # (O, N, H_out, W_out): free when dy is channel-major
     if cache.rows is None or cache.rows.length == out[1]:
         dy2 = dy_c.reshape(o, -1)  # (O, N*H_out*W_out)
     else:
-        dy2 = np.zeros((o, n, out[0], cache.rows.length), dtype=dy.dtype)  # junk columns get zero gradient
+        dy2 = zeroed(cache.workspace, "dy rows", (o, n, out[0], cache.rows.length), dy.dtype)  # junk gets zero
         dy2[..., : out[1]] = dy_c
         dy2 = dy2.reshape(o, -1)  # (O, N*H_out*R)
 
     db = dy2.sum(axis=1) if cache.has_bias else None  # junk columns hold zeros
-    dw = (dy2 @ cache.cols.T).reshape(cache.w.shape)  # X correlated with dY
-    if cache.window.mode == "conv":
+    run = dy2.shape[1] // n
+    dw = np.zeros_like(w2)
+    dx_c = np.empty((c, n, *size), dtype=dtype) if input_grad else None
+    for batch in cache.chunks:
+        cols = _columns(cache.x[batch], window, rows, tuple(out), dtype, cache.workspace)  # rebuilt, not kept
+        block = dy2[:, batch.start * run : batch.stop * run]
+        dw += block @ cols.T  # X correlated with dY
+        if input_grad:
+            # dcols may take the buffer of cols, which is no longer needed
+            dcols = np.matmul(w2.T, block, out=scratch(cache.workspace, "columns", cols.shape, dtype))
+            _columns_to_input(dcols, window, rows, tuple(out), dx_c[:, batch], cache.workspace)
+    dw = dw.reshape(cache.w.shape)
+    if window.mode == "conv":
         dw = np.ascontiguousarray(dw[:, :, ::-1, ::-1])
-    dx = None
-    if input_grad:
-        dcols = w2.T @ dy2  # (C*kH*kW, N*H_out*row)
-        if cache.rows is None:
-            dx = col2im(dcols.reshape(c, *cache.window.kernel, n, *out), cache.window, tuple(size))
-        else:
-            dx = col2im_rows(dcols, cache.window, cache.rows, tuple(size), n, tuple(out))
-    return dx, dw, db
+    return (dx_c.transpose(1, 0, 2, 3) if input_grad else None), dw, db
+
+
+def _chunks(n: int, bytes_per_image: int) -> list[slice]:
+    """The batch cut into about equal slices whose columns take at most CHUNK_BYTES each."""
+    count = min(n, max(1, -(-n * bytes_per_image // CHUNK_BYTES)))
+    size = -(-n // count)
+    return [slice(start, min(n, start + size)) for start in range(0, n, size)]
+
+
+def _columns(x: np.ndarray, window: Window, rows: Rows | None, out: tuple[int, int], dtype, workspace) -> np.ndarray:
+    """im2col for the stride at hand: (C*kH*kW, N*H_out*R) for stride 1, (C*kH*kW, N*H_out*W_out) otherwise."""
+    if rows is not None:
+        return im2col_rows(x, window, rows, out, dtype, workspace)
+    return im2col(x, window, out, dtype, workspace).reshape(-1, x.shape[0] * out[0] * out[1])
+
+
+def _columns_to_input(dcols: np.ndarray, window: Window, rows: Rows | None, out, dx_c, workspace) -> None:
+    """col2im for the stride at hand, written into dx_c (C, N, H, W)."""
+    if rows is not None:
+        col2im_rows(dcols, window, rows, out, dx_c, workspace)
+    else:
+        c, n = dx_c.shape[:2]
+        col2im(dcols.reshape(c, *window.kernel, n, *out), window, dx_c)

@@ -49,6 +49,10 @@ class Layer:
 
     __call__ = forward
 
+    def predict(self, x) -> np.ndarray:
+        """``forward`` for inference: nothing is kept for a backward pass (PyTorch's ``inference_mode``)."""
+        return self._forward(x)[0]
+
     def output_shape(self, input_shape: tuple) -> tuple:
         """The shape ``forward`` returns for an input of ``input_shape`` (element-wise layers keep it)."""
         return tuple(input_shape)

@@ -50,6 +50,7 @@ class Conv2D(ParamLayer):
         self.params["weight"] = weight
         if bias:
             self.params["bias"] = b
+        self.workspace = {}  # scratch memory the kernels reuse from step to step
 
     def output_shape(self, input_shape):
         n, c, h, w = input_shape
@@ -64,9 +65,8 @@ class Conv2D(ParamLayer):
 
     def _forward(self, x):
         w = self.window
-        return F.conv2d_forward(
-            self.as_input(x), self.params["weight"], self.params.get("bias"), w.stride, w.padding, w.mode, w.center
-        )
+        x, weight, bias = self.as_input(x), self.params["weight"], self.params.get("bias")
+        return F.conv2d_forward(x, weight, bias, w.stride, w.padding, w.mode, w.center, self.workspace)
 
     def _backward(self, dy, cache, input_grad):
         dx, dw, db = F.conv2d_backward(dy, cache, input_grad)
@@ -92,6 +92,7 @@ class MaxPool2D(Layer):
         super().__init__()
         stride = kernel_size if stride is None else stride
         self.window = Window.of(kernel_size, stride, padding, mode, center, "MaxPool2D")
+        self.workspace = {}  # scratch memory the kernels reuse from step to step
 
     def output_shape(self, input_shape):
         n, c, h, w = input_shape
@@ -109,9 +110,13 @@ class MaxPool2D(Layer):
             raise RuntimeError("MaxPool2D.indices exist after a forward pass")
         return self._cache.indices
 
-    def _forward(self, x):
+    def _forward(self, x, winners=None):
         w = self.window
-        return F.maxpool2d_forward(x, w.kernel, w.stride, w.padding, w.mode, w.center, winners=self.training)
+        winners = self.training if winners is None else winners
+        return F.maxpool2d_forward(x, w.kernel, w.stride, w.padding, w.mode, w.center, winners, self.workspace)
+
+    def predict(self, x):
+        return self._forward(x, winners=False)[0]
 
     def _backward(self, dy, cache, input_grad):
         return F.maxpool2d_backward(dy, cache), {}

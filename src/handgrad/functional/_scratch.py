@@ -1,0 +1,32 @@
+"""Scratch memory a layer lends its kernels from one call to the next.
+
+Large temporaries allocated and freed at every step are expensive: the C allocator hands big blocks back to
+the operating system, which returns them zero-filled page by page on the next step.  A layer keeps a
+``workspace`` dict and passes it down; a kernel takes each temporary from it when one of the same name,
+shape and dtype is there.  Results never depend on the workspace: a scratch array is fully written before
+it is read, and ``zeroed`` ones are cleared on every call.  Without a workspace (None) every call allocates.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def scratch(workspace: dict | None, name: str, shape: tuple, dtype) -> np.ndarray:
+    """A temporary array whose contents are undefined: the caller writes all of it before reading."""
+    if workspace is None:
+        return np.empty(shape, dtype=dtype)
+    key = (name, tuple(shape), np.dtype(dtype))
+    buffer = workspace.get(key)
+    if buffer is None:
+        buffer = workspace[key] = np.empty(shape, dtype=dtype)
+    return buffer
+
+
+def zeroed(workspace: dict | None, name: str, shape: tuple, dtype) -> np.ndarray:
+    """A temporary array of zeros."""
+    if workspace is None:
+        return np.zeros(shape, dtype=dtype)
+    buffer = scratch(workspace, name, shape, dtype)
+    buffer.fill(0)
+    return buffer
