@@ -7,6 +7,7 @@ and :mod:`handgrad.reference` transcribes the same formulas as plain loops.
 from .activation import (
     flatten_backward,
     flatten_forward,
+    relu,
     relu_backward,
     relu_forward,
     sigmoid_backward,
@@ -44,6 +45,7 @@ __all__ = [
     "maxpool2d_forward",
     "mse_backward",
     "mse_forward",
+    "relu",
     "relu_backward",
     "relu_forward",
     "sigmoid_backward",

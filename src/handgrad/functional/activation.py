@@ -11,18 +11,23 @@ import numpy as np
 from .._checks import as_float_array, check_same_shape, check_shape
 
 
+def relu(x):
+    """``Y = max(X, 0)``, the value alone (for inference)."""
+    return np.maximum(as_float_array(x, "x", "relu"), 0)
+
+
 def relu_forward(x):
-    """``Y = max(X, 0)``.  Returns y and the cache (Y)."""
+    """``Y = max(X, 0)``.  Returns y and the cache: the mask ``[X > 0]``, all the derivative needs
+    (a quarter of Y's size, so Y itself may be freed once the next layer is done with it)."""
     x = as_float_array(x, "x", "relu")
-    y = np.maximum(x, 0)
-    return y, y
+    return relu(x), x > 0
 
 
-def relu_backward(dy, y):
+def relu_backward(dy, positive):
     """``dX = dY * [X > 0]``: the derivative at the kink X = 0 is taken to be 0 (as in PyTorch)."""
     dy = as_float_array(dy, "dy", "relu_backward")
-    check_same_shape(dy, y.shape, "dy", "relu_backward")
-    return dy * (y > 0)
+    check_same_shape(dy, positive.shape, "dy", "relu_backward")
+    return dy * positive
 
 
 def sigmoid_forward(x):

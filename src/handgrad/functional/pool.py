@@ -14,7 +14,6 @@ import numpy as np
 
 from .._checks import as_float_array, check_same_shape, check_shape
 from ..shapes import Window
-from ._scratch import scratch
 
 
 class MaxPool2DCache(NamedTuple):
@@ -41,7 +40,7 @@ class MaxPool2DCache(NamedTuple):
         return rows * self.x_shape[3] + cols
 
 
-def maxpool2d_forward(x, kernel_size, stride=None, padding=0, mode="xcorr", center=None, winners=True, workspace=None):
+def maxpool2d_forward(x, kernel_size, stride=None, padding=0, mode="xcorr", center=None, winners=True):
     """Max-pool a batch of images and remember where each maximum came from.
 
     ::
@@ -61,7 +60,6 @@ def maxpool2d_forward(x, kernel_size, stride=None, padding=0, mode="xcorr", cent
         mode: ``"xcorr"`` or ``"conv"``.
         winners: False only takes the maxima (faster, for inference); the cache then keeps ``x`` and the
             winners are found if a backward pass asks for them.
-        workspace: a dict kept between calls (by a layer) from which temporaries are reused; optional.
 
     Returns:
         y: (N, C, H_out, W_out), and the cache for :func:`maxpool2d_backward`.
@@ -79,7 +77,7 @@ def maxpool2d_forward(x, kernel_size, stride=None, padding=0, mode="xcorr", cent
     if not winners:
         return _maxima(x_c, window, out).transpose(1, 0, 2, 3), MaxPool2DCache(None, window, x.shape, x)
     if _tiles(window):
-        y, cell = _tiled_forward(x_c, window.kernel, out, workspace)
+        y, cell = _tiled_forward(x_c, window.kernel, out)
         return y.transpose(1, 0, 2, 3), MaxPool2DCache(cell.transpose(1, 0, 2, 3), window, x.shape)
     y = np.full((c, n, *out), -np.inf, dtype=x.dtype)
     cell = np.full((c, n, *out), -1, dtype=_cell_dtype(window.kernel))  # -1: no input cell seen yet
@@ -158,13 +156,11 @@ def _phases(a: np.ndarray, kernel: tuple[int, int], out: tuple[int, int]) -> np.
     return a[:, :, : h_out * kh, : w_out * kw].reshape(c, n, h_out, kh, w_out, kw).transpose(3, 5, 0, 1, 2, 4)
 
 
-def _tiled_forward(x_c: np.ndarray, kernel: tuple[int, int], out: tuple[int, int], workspace=None):
-    """The maximum of tiling windows: one copy puts each window cell's values side by side (contiguous),
-    then K*K - 1 whole-array steps.  Same results and ties as the general loop."""
-    view = _phases(x_c, kernel, out)  # (kH, kW, C, N, H_out, W_out)
-    phases = scratch(workspace, "phases", view.shape, x_c.dtype)
-    np.copyto(phases, view)
-    phases = phases.reshape(-1, *x_c.shape[:2], *out)  # (K*K, C, N, H_out, W_out)
+def _tiled_forward(x_c: np.ndarray, kernel: tuple[int, int], out: tuple[int, int]):
+    """The maximum of tiling windows, one whole-batch step per window cell on strided views (no copies).
+    Same results and ties as the general loop."""
+    view = _phases(x_c, kernel, out)  # (kH, kW, C, N, H_out, W_out), strided views into x_c
+    phases = [view[a, b] for a in range(kernel[0]) for b in range(kernel[1])]
     y = phases[0].copy()
     cell = np.zeros(y.shape, dtype=_cell_dtype(kernel))
     for k in range(1, len(phases)):

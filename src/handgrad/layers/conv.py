@@ -92,7 +92,6 @@ class MaxPool2D(Layer):
         super().__init__()
         stride = kernel_size if stride is None else stride
         self.window = Window.of(kernel_size, stride, padding, mode, center, "MaxPool2D")
-        self.workspace = {}  # scratch memory the kernels reuse from step to step
 
     def output_shape(self, input_shape):
         n, c, h, w = input_shape
@@ -113,7 +112,7 @@ class MaxPool2D(Layer):
     def _forward(self, x, winners=None):
         w = self.window
         winners = self.training if winners is None else winners
-        return F.maxpool2d_forward(x, w.kernel, w.stride, w.padding, w.mode, w.center, winners, self.workspace)
+        return F.maxpool2d_forward(x, w.kernel, w.stride, w.padding, w.mode, w.center, winners)
 
     def predict(self, x):
         return self._forward(x, winners=False)[0]
