@@ -56,18 +56,38 @@ def window_size(kernel, stride, padding, remainder) -> int:
     return size
 
 
-def random_window_config(rng, max_kernel=5, max_stride=3, max_padding=2) -> dict:
-    """A random geometry: kernel, stride, padding, centre, mode, and an input size that fits it."""
+def random_window_config(rng, max_kernel=5, max_stride=3, max_padding=2, options=False) -> dict:
+    """A random geometry: kernel, stride, padding, centre, mode, and an input size that fits it.
+
+    With ``options``, also a dilation of 1 to 3 and paddings given per side, or as "same" or "valid".
+    """
     kernel = tuple(int(k) for k in rng.integers(1, max_kernel + 1, size=2))
     stride = tuple(int(s) for s in rng.integers(1, max_stride + 1, size=2))
-    padding = tuple(int(p) for p in rng.integers(0, max_padding + 1, size=2))
+    dilation = tuple(int(d) for d in rng.integers(1, 4, size=2)) if options else (1, 1)
+    extent = tuple(d * (k - 1) + 1 for d, k in zip(dilation, kernel))
+    sides = tuple(tuple(int(p) for p in rng.integers(0, max_padding + 1, size=2)) for _ in range(2))
+    if not options or rng.random() < 0.3:
+        sides = tuple((p, p) for p in rng.integers(0, max_padding + 1, size=2).tolist())
+        padding = tuple(p[0] for p in sides)
+    elif rng.random() < 0.2:
+        padding, sides = "valid", ((0, 0), (0, 0))
+    elif rng.random() < 0.25:
+        stride = (1, 1)
+        padding = "same"
+        sides = tuple((d * (k - 1) // 2, d * (k - 1) - d * (k - 1) // 2) for d, k in zip(dilation, kernel))
+    else:
+        padding = sides
     center = tuple(int(rng.integers(0, k)) for k in kernel)
     size = tuple(
-        window_size(k, s, p, int(rng.integers(0, s))) + int(rng.integers(0, 3))
-        for k, s, p in zip(kernel, stride, padding)
+        window_size(e, s, 0, int(rng.integers(0, s))) - sum(p) + int(rng.integers(0, 3))
+        for e, s, p in zip(extent, stride, sides)
     )
+    size = tuple(max(1, n, e - sum(p)) for n, e, p in zip(size, extent, sides))
     mode = str(rng.choice(["xcorr", "conv"]))
-    return {"kernel": kernel, "stride": stride, "padding": padding, "center": center, "mode": mode, "size": size}
+    config = {"kernel": kernel, "stride": stride, "padding": padding, "center": center, "mode": mode, "size": size}
+    if options:
+        config["dilation"] = dilation
+    return config
 
 
 def sweep_geometries(kernels=range(1, 6), strides=(1, 2, 3), paddings=(0, 1, 2)):

@@ -35,14 +35,32 @@ def _odd_model(rng):
     )
 
 
+def _options_model(rng):
+    """Dilation, groups, padding modes, 'same' padding, ceil_mode."""
+    kw = {"dtype": np.float64, "rng": rng}
+    return Sequential(
+        [
+            Conv2D(2, 4, 3, padding="same", dilation=2, padding_mode="reflect", mode="conv", center=(0, 1), **kw),
+            ReLU(),
+            Conv2D(4, 4, 3, padding=1, groups=4, padding_mode="circular", **kw),
+            MaxPool2D(2, ceil_mode=True),
+            Conv2D(4, 6, (3, 2), padding=((1, 0), (0, 1)), groups=2, padding_mode="replicate", center=(2, 1), **kw),
+            MaxPool2D(3, stride=1, padding=1, dilation=2, center=(1, 1)),
+            Flatten(),
+            Linear(6 * 4 * 4, 3, **kw),
+        ]
+    )
+
+
 MODELS = {name: (lambda rng, name=name: presets.build(name, rng, np.float64)[0]) for name in presets.PRESETS}
 MODELS["odd"] = _odd_model
+MODELS["options"] = _options_model
 
 
 @pytest.mark.parametrize("name", list(MODELS))
 def test_the_module_computes_what_the_model_computes(rng, name):
     model = MODELS[name](rng)
-    x = rng.standard_normal((3, 2, 13, 11)) if name == "odd" else rng.standard_normal((3, 1, 28, 28))
+    x = rng.standard_normal((3, 2, 13, 11)) if name in ("odd", "options") else rng.standard_normal((3, 1, 28, 28))
     module = tb.to_torch_module(model)
     y = model.forward(x)
     xt = torch.tensor(x, requires_grad=True)
@@ -56,6 +74,12 @@ def test_the_module_computes_what_the_model_computes(rng, name):
     assert set(theirs) == set(model.grads)
     for key, grad in model.grads.items():
         assert_close(grad, theirs[key], 1e-10, f"{name} {key}")
+
+
+def test_what_pytorch_cannot_express_is_refused_clearly():
+    model = Sequential([MaxPool2D(2, ceil_mode=True, center=(1, 1))])
+    with pytest.raises(ValueError, match="MaxPool2D with ceil_mode and a centre"):
+        tb.to_torch_module(model)
 
 
 def test_parameters_go_both_ways(rng):

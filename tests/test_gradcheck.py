@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from helpers import distinct_values, off_kinks, random_window_config
+from test_reference import random_conv_options
 
 import handgrad
 from handgrad import gradcheck, gradcheck_loss
@@ -44,6 +45,52 @@ def test_maxpool2d(rng, record):
             continue
         checked += 1
         assert_passes(result, g, record, "MaxPool2D")
+
+
+def test_conv2d_options(rng, record):
+    """Dilation, groups, padding modes and per-side/'same'/'valid' padding."""
+    checked = 0
+    while checked < 40:
+        g, opt = random_window_config(rng, max_kernel=3, options=True), random_conv_options(rng)
+        try:
+            layer = Conv2D(
+                opt["C"],
+                opt["O"],
+                g["kernel"],
+                g["stride"],
+                g["padding"],
+                g["mode"],
+                g["center"],
+                True,
+                np.float64,
+                dilation=g["dilation"],
+                groups=opt["groups"],
+                padding_mode=opt["padding_mode"],
+                rng=rng,
+            )
+            result = gradcheck(layer, rng.standard_normal((2, opt["C"], *g["size"])), seed=int(rng.integers(1 << 30)))
+        except ValueError as error:  # reflect needs padding < size, circular <= size
+            assert "padding_mode=" in str(error)
+            continue
+        checked += 1
+        assert_passes(result, {**g, **opt}, record, "Conv2D options")
+
+
+def test_maxpool2d_options(rng, record):
+    checked = 0
+    while checked < 40:
+        g = random_window_config(rng, max_kernel=3, options=True)
+        ceil_mode = bool(rng.integers(0, 2))
+        layer = MaxPool2D(
+            g["kernel"], g["stride"], g["padding"], g["mode"], g["center"], dilation=g["dilation"], ceil_mode=ceil_mode
+        )
+        try:
+            result = gradcheck(layer, distinct_values(rng, (2, 2, *g["size"])))
+        except ValueError as error:
+            assert "only padding" in str(error)
+            continue
+        checked += 1
+        assert_passes(result, {**g, "ceil_mode": ceil_mode}, record, "MaxPool2D options")
 
 
 @pytest.mark.parametrize("bias", [True, False])

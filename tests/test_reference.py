@@ -8,6 +8,7 @@ from helpers import assert_close, distinct_values, random_window_config
 
 from handgrad import functional as F
 from handgrad import reference as R
+from handgrad.functional.padding import PADDING_MODES
 
 RTOL = 1e-10
 CONFIGS = 400  # random geometries per windowed kernel
@@ -45,6 +46,43 @@ def test_conv2d_matches_loops(rng, record):
         record("Conv2D", "reference", *errors)
 
 
+def random_conv_options(rng):
+    """Channels, groups and a padding mode: plain, grouped or depthwise, zero or filled padding."""
+    kind = str(rng.choice(["plain", "grouped", "depthwise"]))
+    groups = {"plain": 1, "grouped": 2, "depthwise": int(rng.integers(1, 4))}[kind]
+    c = groups * (1 if kind == "depthwise" else int(rng.integers(1, 3)))
+    o = groups * int(rng.integers(1, 3))
+    return {"C": c, "O": o, "groups": groups, "padding_mode": str(rng.choice(PADDING_MODES))}
+
+
+def test_conv2d_options_match_loops(rng, record):
+    """Dilation, groups (depthwise too), padding modes, per-side, 'same' and 'valid' padding, with mode and centre."""
+    checked = 0
+    while checked < 250:
+        g, opt = random_window_config(rng, options=True), random_conv_options(rng)
+        n = int(rng.integers(1, 3))
+        x = rng.standard_normal((n, opt["C"], *g["size"]))
+        w = rng.standard_normal((opt["O"], opt["C"] // opt["groups"], *g["kernel"]))
+        b = rng.standard_normal(opt["O"])
+        hyper = (g["stride"], g["padding"], g["mode"], g["center"], g["dilation"], opt["groups"], opt["padding_mode"])
+        config = {**g, **opt}
+        try:
+            y, cache = F.conv2d_forward(x, w, b, *hyper)
+        except ValueError as error:  # reflect needs padding < size, circular <= size (as PyTorch)
+            assert "padding_mode=" in str(error)
+            continue
+        checked += 1
+        errors = [assert_close(y, R.conv2d_forward(x, w, b, *hyper), RTOL, "y", config)]
+        dy = rng.uniform(-1, 1, size=y.shape)
+        got = F.conv2d_backward(dy, cache)
+        want = R.conv2d_backward(dy, x, w, *hyper[:4], True, *hyper[4:])
+        errors += [assert_close(a, e, RTOL, name, config) for a, e, name in zip(got, want, ("dx", "dw", "db"))]
+        if opt["groups"] == 1 and opt["padding_mode"] == "zeros":
+            literal = R.derivation.conv2d_backward(dy, x, w, *hyper[:5])
+            errors += [assert_close(literal[0], want[0], RTOL, "dx (derivation)", config)]
+        record("Conv2D options", "reference", *errors)
+
+
 def test_conv2d_in_chunks_matches_loops(rng, monkeypatch):
     """The batch is processed in chunks of columns; tiny chunks (one image each) change nothing."""
     from handgrad.functional import conv
@@ -69,12 +107,24 @@ def test_conv2d_in_chunks_matches_loops(rng, monkeypatch):
 
 
 def test_maxpool2d_matches_loops(rng, record):
+    """The basic sweep, then dilation, per-side, 'same' and 'valid' padding and ceil_mode."""
     checked = 0
     while checked < CONFIGS:
-        g = random_window_config(rng)
+        options = checked >= CONFIGS // 2
+        g = random_window_config(rng, options=options)
+        if options:
+            g["ceil_mode"] = bool(rng.integers(0, 2))
         n, c, _ = _shapes(rng)
         x = distinct_values(rng, (n, c, *g["size"]))
-        hyper = (g["kernel"], g["stride"], g["padding"], g["mode"], g["center"])
+        hyper = (
+            g["kernel"],
+            g["stride"],
+            g["padding"],
+            g["mode"],
+            g["center"],
+            g.get("dilation", 1),
+            g.get("ceil_mode", False),
+        )
         try:
             y, cache = F.maxpool2d_forward(x, *hyper)
         except ValueError as error:  # a window of padding only; tested in test_errors

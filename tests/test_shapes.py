@@ -31,7 +31,7 @@ def test_the_centre_does_not_change_the_output_size():
 
 def test_convolution_reads_like_cross_correlation_with_the_flipped_centre():
     window = Window.of((3, 4), 2, 1, "conv", (0, 1))
-    assert window.as_xcorr() == Window((3, 4), (2, 2), (1, 1), (2, 2), "xcorr")
+    assert window.as_xcorr() == Window((3, 4), (2, 2), ((1, 1), (1, 1)), (2, 2), "xcorr")
     assert window.lead == (1 + 2, 1 + 2)
 
 

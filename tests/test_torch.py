@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as TF
 import torch_reference as T
 from helpers import assert_close, distinct_values, off_kinks, random_window_config, sweep_geometries
+from test_reference import random_conv_options
 
 from handgrad import functional as F
 from handgrad.layers import Conv2D, Flatten, Linear, MaxPool2D, ReLU, Sigmoid, Softmax, Tanh
 from handgrad.losses import MSE, CrossEntropy, SoftmaxCrossEntropy
 
 RTOL = 1e-9
+CONV_OPTIONS = ("stride", "padding", "mode", "center", "dilation", "groups", "padding_mode")
+POOL_OPTIONS = ("kernel", "stride", "padding", "mode", "center", "dilation")
 BATCHES = [(1, 1, 1), (3, 2, 3)]  # (N, C, O): batch and channels 1, and several
 KERNELS = range(1, 6)
 
@@ -74,6 +79,93 @@ def test_random_geometries(rng, record):
         g = random_window_config(rng)
         check_conv(rng, g, *BATCHES[i % 2], bias=bool(i % 3), record=record)
         check_pool(rng, g, *BATCHES[i % 2][:2], record=record)
+
+
+def test_conv2d_options(rng, record):
+    """Dilation, groups (depthwise too), padding modes, per-side, 'same' and 'valid' padding, with mode and centre."""
+    checked = 0
+    while checked < 500:
+        g, opt = random_window_config(rng, options=True), random_conv_options(rng)
+        n = int(rng.integers(1, 4))
+        x = rng.standard_normal((n, opt["C"], *g["size"]))
+        try:
+            layer = Conv2D(
+                opt["C"],
+                opt["O"],
+                g["kernel"],
+                g["stride"],
+                g["padding"],
+                g["mode"],
+                g["center"],
+                True,
+                np.float64,
+                dilation=g["dilation"],
+                groups=opt["groups"],
+                padding_mode=opt["padding_mode"],
+                rng=rng,
+            )
+            y = layer.forward(x)
+        except ValueError as error:  # reflect needs padding < size, circular <= size, as in PyTorch
+            assert "padding_mode=" in str(error)
+            continue
+        checked += 1
+        dy = rng.uniform(-1, 1, size=y.shape)
+        dx = layer.backward(dy)
+        sides = layer.window.padding
+        hyper = (g["stride"], sides, g["mode"], g["center"], g["dilation"], opt["groups"], opt["padding_mode"])
+        torch_f = partial(T.conv2d, **dict(zip(CONV_OPTIONS, hyper)))
+        ty, (tdx, tdw, tdb) = T.grads(torch_f, dy, x, layer.params["weight"], layer.params["bias"])
+        config = {**g, **opt}
+        record(
+            "Conv2D options",
+            "torch",
+            assert_close(y, ty, RTOL, "y", config),
+            assert_close(dx, tdx, RTOL, "dx", config),
+            assert_close(layer.grads["weight"], tdw, RTOL, "dweight", config),
+            assert_close(layer.grads["bias"], tdb, RTOL, "dbias", config),
+        )
+
+
+def test_maxpool2d_options(rng, record):
+    """Dilation and per-side padding with any centre; ceil_mode where PyTorch's own padding expresses the window."""
+    checked = 0
+    while checked < 400:
+        g = random_window_config(rng, options=True)
+        plain = g["mode"] == "xcorr" and g["center"] == (0, 0) and isinstance(g["padding"], tuple)
+        plain = plain and all(isinstance(p, int) and 2 * p <= k for p, k in zip(g["padding"], g["kernel"]))
+        ceil_mode = plain and bool(rng.integers(0, 2))
+        x = distinct_values(rng, (2, 3, *g["size"]))
+        layer = MaxPool2D(
+            g["kernel"], g["stride"], g["padding"], g["mode"], g["center"], dilation=g["dilation"], ceil_mode=ceil_mode
+        )
+        try:
+            y = layer.forward(x)
+        except ValueError as error:
+            assert "only padding" in str(error)
+            continue
+        checked += 1
+        dy = rng.uniform(-1, 1, size=y.shape)
+        dx = layer.backward(dy)
+        if ceil_mode:
+            torch_f = partial(
+                TF.max_pool2d,
+                kernel_size=g["kernel"],
+                stride=g["stride"],
+                padding=g["padding"],
+                dilation=g["dilation"],
+                ceil_mode=True,
+            )
+        else:
+            hyper = (g["kernel"], g["stride"], layer.window.padding, g["mode"], g["center"], g["dilation"])
+            torch_f = partial(T.maxpool2d, **dict(zip(POOL_OPTIONS, hyper)))
+        ty, (tdx,) = T.grads(torch_f, dy, x)
+        config = {**g, "ceil_mode": ceil_mode}
+        record(
+            "MaxPool2D options",
+            "torch",
+            assert_close(y, ty, RTOL, "y", config),
+            assert_close(dx, tdx, RTOL, "dx", config),
+        )
 
 
 def test_center_zero_cross_correlation_is_torch_conv2d(rng):

@@ -5,10 +5,12 @@ The mapping, layer by layer:
 
 - ``Conv2D``: PyTorch's ``conv2d`` is handgrad's cross-correlation with centre (0, 0).  Any other centre and
   mode go through the identity ``conv(W, centre c) == xcorr(W[..., ::-1, ::-1], centre K-1-c)`` and
-  asymmetric padding: a cross-correlation with centre c reads ``Xp[i*S + a - c]``, which is ``conv2d``
-  (no padding) on the input padded by ``P + c`` before and ``P - c`` after (a negative pad crops).  So the
-  module is ``ZeroPad2d`` then ``Conv2d``, and a true convolution's torch weight is the flipped kernel.
-- ``MaxPool2D``: the same, padding with minus infinity (``ConstantPad2d``) before ``MaxPool2d``.
+  asymmetric padding: a cross-correlation with centre c reads ``Xp[i*S + D*(a - c)]``, which is ``conv2d``
+  (no padding) on the input padded by ``P0 + D*c`` before and ``P1 - D*c`` after (a negative pad crops).
+  So the module is ``ZeroPad2d`` then ``Conv2d`` (with a padding mode: its padding module first), and a
+  true convolution's torch weight is the flipped kernel.  Dilation and groups map one to one.
+- ``MaxPool2D``: the same, padding with minus infinity (``ConstantPad2d``) before ``MaxPool2d``; with
+  ``ceil_mode`` only the windows PyTorch's own padding can express.
 - ``Linear``: handgrad's ``(in, out)`` weight is the transpose of ``nn.Linear``'s ``(out, in)``.
 - ``ReLU``, ``Sigmoid``, ``Tanh``, ``Flatten``, ``Softmax`` (over dim 1): their ``torch.nn`` namesakes.
 """
@@ -32,28 +34,62 @@ from .model import Sequential
 TORCH_DTYPES = {np.dtype(np.float32): torch.float32, np.dtype(np.float64): torch.float64}
 
 
-def _padding(window):
-    """``(left, right, top, bottom)`` padding that makes a plain PyTorch window read what handgrad's reads."""
+def _shift(window):
+    """``(left, right, top, bottom)`` padding that makes a plain PyTorch window read what handgrad's reads:
+    the window's own padding, moved by the (dilated) centre of the equivalent cross-correlation."""
     xc = window.as_xcorr()
-    (ph, pw), (ch, cw) = xc.padding, xc.center
-    return (pw + cw, pw - cw, ph + ch, ph - ch)
+    ((top, bottom), (left, right)), (ch, cw), (dh, dw) = xc.padding, xc.center, xc.dilation
+    return (left + dw * cw, right - dw * cw, top + dh * ch, bottom - dh * ch)
+
+
+def _plain(window) -> bool:
+    """A window PyTorch's own padding argument expresses: cross-correlation placement, origin centre, equal sides."""
+    return window.mode == "xcorr" and window.center == (0, 0) and all(p[0] == p[1] for p in window.padding)
+
+
+_PAD_MODULES = {"reflect": "ReflectionPad2d", "replicate": "ReplicationPad2d", "circular": "CircularPad2d"}
 
 
 def _conv(layer: L.Conv2D) -> nn.Module:
     w = layer.window
-    conv = nn.Conv2d(layer.in_channels, layer.out_channels, w.kernel, w.stride, bias="bias" in layer.params)
-    if w.mode == "xcorr" and w.center == (0, 0):
-        conv.padding = w.padding  # exactly nn.Conv2d(..., padding=P)
+    conv = nn.Conv2d(
+        layer.in_channels,
+        layer.out_channels,
+        w.kernel,
+        w.stride,
+        dilation=w.dilation,
+        groups=layer.groups,
+        bias="bias" in layer.params,
+    )
+    if _plain(w) and layer.padding_mode == "zeros":
+        conv.padding = tuple(p[0] for p in w.padding)  # exactly nn.Conv2d(..., padding=P)
         return conv
-    return nn.Sequential(nn.ZeroPad2d(_padding(w)), conv)
+    if layer.padding_mode == "zeros":
+        return nn.Sequential(*_shifts(_shift(w)), conv)
+    # fill the padding as the mode says, then move by the centre (reads beyond count as zero)
+    (top, bottom), (left, right) = w.padding
+    fill = getattr(nn, _PAD_MODULES[layer.padding_mode])((left, right, top, bottom))
+    return nn.Sequential(fill, *_shifts([a - b for a, b in zip(_shift(w), (left, right, top, bottom))]), conv)
 
 
 def _pool(layer: L.MaxPool2D) -> nn.Module:
     w = layer.window
-    plain = w.mode == "xcorr" and w.center == (0, 0) and all(2 * p <= k for p, k in zip(w.padding, w.kernel))
-    if plain:
-        return nn.MaxPool2d(w.kernel, w.stride, w.padding)
-    return nn.Sequential(nn.ConstantPad2d(_padding(w), -float("inf")), nn.MaxPool2d(w.kernel, w.stride))
+    half = all(2 * p[0] <= k for p, k in zip(w.padding, w.kernel))  # PyTorch's limit on its padding
+    if _plain(w) and half:
+        return nn.MaxPool2d(w.kernel, w.stride, tuple(p[0] for p in w.padding), w.dilation, ceil_mode=w.ceil_mode)
+    if w.ceil_mode:
+        raise ValueError(
+            "to_torch_module: MaxPool2D with ceil_mode and a centre, mode or padding PyTorch cannot express has "
+            "no PyTorch counterpart (its ceil_mode rule depends on its own padding)"
+        )
+    return nn.Sequential(*_shifts(_shift(w), -float("inf")), nn.MaxPool2d(w.kernel, w.stride, dilation=w.dilation))
+
+
+def _shifts(pad, value=0.0) -> list:
+    """The pad as modules: the additions, then the crops (negative pads), which PyTorch cannot take in one
+    step when a crop is larger than the input it starts from."""
+    grow, crop = tuple(max(0, p) for p in pad), tuple(min(0, p) for p in pad)
+    return [nn.ConstantPad2d(grow, value)] + ([nn.ConstantPad2d(crop, value)] if any(crop) else [])
 
 
 _MODULES = {

@@ -4,6 +4,7 @@ They hold every formula of handgrad; :mod:`handgrad.layers` only keeps their par
 and :mod:`handgrad.reference` transcribes the same formulas as plain loops.
 """
 
+from . import padding
 from .activation import (
     flatten_backward,
     flatten_forward,
@@ -45,6 +46,7 @@ __all__ = [
     "maxpool2d_forward",
     "mse_backward",
     "mse_forward",
+    "padding",
     "relu",
     "relu_backward",
     "relu_forward",

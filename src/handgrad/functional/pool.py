@@ -27,28 +27,34 @@ class MaxPool2DCache(NamedTuple):
         if self.cell is not None:
             return self.cell
         w = self.window
-        return maxpool2d_forward(self.x, w.kernel, w.stride, w.padding, w.mode, w.center)[1].cell
+        return maxpool2d_forward(self.x, w.kernel, w.stride, w.padding, w.mode, w.center, w.dilation, w.ceil_mode)[
+            1
+        ].cell
 
     @property
     def indices(self) -> np.ndarray:
         """``h*W + w`` of each window's winning input cell (PyTorch's ``return_indices``), (N, C, H_out, W_out)."""
         cell = self.winners()
         _, _, h_out, w_out = cell.shape
-        (_, kw), (sh, sw), (lead_h, lead_w) = self.window.kernel, self.window.stride, self.window.lead
-        rows = np.arange(h_out)[:, None] * sh - lead_h + cell // kw
-        cols = np.arange(w_out)[None, :] * sw - lead_w + cell % kw
+        w = self.window
+        (_, kw), (sh, sw), (dh, dw), (lead_h, lead_w) = w.kernel, w.stride, w.dilation, w.lead
+        rows = np.arange(h_out)[:, None] * sh - lead_h + dh * (cell // kw)
+        cols = np.arange(w_out)[None, :] * sw - lead_w + dw * (cell % kw)
         return rows * self.x_shape[3] + cols
 
 
-def maxpool2d_forward(x, kernel_size, stride=None, padding=0, mode="xcorr", center=None, winners=True):
+def maxpool2d_forward(
+    x, kernel_size, stride=None, padding=0, mode="xcorr", center=None, dilation=1, ceil_mode=False, winners=True
+):
     """Max-pool a batch of images and remember where each maximum came from.
 
     ::
 
-        Y[n,c,i,j] = max_{a,b} Xp[n, c, i*S_h + (a - c_h), j*S_w + (b - c_w)]     (mode="xcorr")
-        Y[n,c,i,j] = max_{a,b} Xp[n, c, i*S_h - (a - c_h), j*S_w - (b - c_w)]     (mode="conv")
+        Y[n,c,i,j] = max_{a,b} Xp[n, c, i*S_h + D_h*(a - c_h), j*S_w + D_w*(b - c_w)]     (mode="xcorr")
+        Y[n,c,i,j] = max_{a,b} Xp[n, c, i*S_h - D_h*(a - c_h), j*S_w - D_w*(b - c_w)]     (mode="conv")
 
-    Output size ``H_out = floor((H + 2P_h - kH) / S_h) + 1``; ``stride=None`` means the window size.
+    Output size ``H_out = floor((H + P0 + P1 - D_h*(kH - 1) - 1) / S_h) + 1`` (``ceil`` with ``ceil_mode``,
+    PyTorch's rule); ``stride=None`` means the window size.
     Both modes take the maximum over the same cells as the cross-correlation window with centre K-1-c,
     visited in row-major order of the input; a later cell wins only when it is strictly greater, so ties go
     to the first cell in row-major order, as in PyTorch.  A window whose input cells are all -inf keeps its
@@ -56,8 +62,9 @@ def maxpool2d_forward(x, kernel_size, stride=None, padding=0, mode="xcorr", cent
 
     Args:
         x: (N, C, H, W).
-        kernel_size, stride, padding, center: an int or a pair ``(h, w)``.
+        kernel_size, stride, padding, center, dilation: an int or a pair ``(h, w)`` (padding as for conv2d).
         mode: ``"xcorr"`` or ``"conv"``.
+        ceil_mode: round the output size up; windows running past the padded input read minus infinity there.
         winners: False only takes the maxima (faster, for inference); the cache then keeps ``x`` and the
             winners are found if a backward pass asks for them.
 
@@ -67,7 +74,8 @@ def maxpool2d_forward(x, kernel_size, stride=None, padding=0, mode="xcorr", cent
     where = "maxpool2d"
     x = as_float_array(x, "x", where)
     check_shape(x, 4, "(N, C, H, W)", "x", where)
-    window = Window.of(kernel_size, kernel_size if stride is None else stride, padding, mode, center, where)
+    stride = kernel_size if stride is None else stride
+    window = Window.of(kernel_size, stride, padding, mode, center, where, dilation, ceil_mode)
     n, c, h, w = x.shape
     out = window.output_size(h, w, where)
     window.check_every_window_sees_input((h, w), out, where)
@@ -76,7 +84,7 @@ def maxpool2d_forward(x, kernel_size, stride=None, padding=0, mode="xcorr", cent
     x_c = x.transpose(1, 0, 2, 3)  # (C, N, H, W), the memory order of a convolution's output
     if not winners:
         return _maxima(x_c, window, out).transpose(1, 0, 2, 3), MaxPool2DCache(None, window, x.shape, x)
-    if _tiles(window):
+    if _tiles(window, (h, w), out):
         y, cell = _tiled_forward(x_c, window.kernel, out)
         return y.transpose(1, 0, 2, 3), MaxPool2DCache(cell.transpose(1, 0, 2, 3), window, x.shape)
     y = np.full((c, n, *out), -np.inf, dtype=x.dtype)
@@ -108,9 +116,9 @@ def maxpool2d_backward(dy, cache: MaxPool2DCache):
     window, kw = cache.window, cache.window.kernel[1]
     check_same_shape(dy, (n, c, *window.output_size(h, w, where)), "dy", where)
     dy_c, cell = dy.transpose(1, 0, 2, 3), cache.winners().transpose(1, 0, 2, 3)
-    if _tiles(window):
+    if _tiles(window, (h, w), cell.shape[2:]):
         return _tiled_backward(dy_c, cell, window.kernel, (h, w))
-    disjoint = all(s >= k for s, k in zip(window.stride, window.kernel))  # each input cell in one window at most
+    disjoint = all(s >= e for s, e in zip(window.stride, window.extent))  # each input cell in one window at most
     dx_c = np.zeros((c, n, h, w), dtype=dy.dtype)
     for a, b, out_rows, out_cols, in_rows, in_cols in window.cell_reads((h, w), cell.shape[2:]):
         routed = dy_c[:, :, out_rows, out_cols] * (cell[:, :, out_rows, out_cols] == a * kw + b)
@@ -141,9 +149,15 @@ def _maxima(x_c: np.ndarray, window: Window, out: tuple[int, int]) -> np.ndarray
     return y
 
 
-def _tiles(window: Window) -> bool:
-    """Windows that tile the input: stride = window and no lead (no padding, origin centre), the usual pooling."""
-    return window.stride == window.kernel and window.lead == (0, 0)
+def _tiles(window: Window, size: tuple[int, int], out: tuple[int, int]) -> bool:
+    """Windows that tile the input, the usual pooling: stride = window, no dilation, no lead (no padding before,
+    origin centre), and no window running past the input (ceil_mode)."""
+    return (
+        window.stride == window.kernel
+        and window.dilation == (1, 1)
+        and window.lead == (0, 0)
+        and all(o * k <= n for o, k, n in zip(out, window.kernel, size))
+    )
 
 
 def _phases(a: np.ndarray, kernel: tuple[int, int], out: tuple[int, int]) -> np.ndarray:

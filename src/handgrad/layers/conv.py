@@ -31,20 +31,31 @@ class Conv2D(ParamLayer):
         bias=True,
         dtype=np.float32,
         *,
+        dilation=1,
+        groups=1,
+        padding_mode="zeros",
         init="default",
         rng=None,
     ):
         super().__init__(dtype)
         self.in_channels = positive_int(in_channels, "in_channels", "Conv2D")
         self.out_channels = positive_int(out_channels, "out_channels", "Conv2D")
-        self.window = Window.of(kernel_size, stride, padding, mode, center, "Conv2D")
+        self.groups = positive_int(groups, "groups", "Conv2D")
+        if self.in_channels % self.groups or self.out_channels % self.groups:
+            raise ValueError(
+                f"Conv2D: groups={groups} must divide in_channels={in_channels} and out_channels={out_channels}"
+            )
+        if padding_mode not in F.padding.PADDING_MODES:
+            raise ValueError(f"Conv2D: padding_mode must be one of {F.padding.PADDING_MODES}, got {padding_mode!r}")
+        self.padding_mode = padding_mode
+        self.window = Window.of(kernel_size, stride, padding, mode, center, "Conv2D", dilation)
         area = self.window.kernel[0] * self.window.kernel[1]
         weight, b = initializers.get(init, "Conv2D")(
             np.random.default_rng() if rng is None else rng,
-            (self.out_channels, self.in_channels, *self.window.kernel),
+            (self.out_channels, self.in_channels // self.groups, *self.window.kernel),
             (self.out_channels,) if bias else None,
-            self.in_channels * area,
-            self.out_channels * area,
+            self.in_channels // self.groups * area,
+            self.out_channels // self.groups * area,
             self.dtype,
         )
         self.params["weight"] = weight
@@ -59,14 +70,26 @@ class Conv2D(ParamLayer):
         return (n, self.out_channels, *self.window.output_size(h, w, "Conv2D"))
 
     def flops(self, input_shape):
-        """Two per multiply-add, ``C * kH * kW`` multiply-adds per output element, plus the bias."""
-        macs = self.in_channels * self.window.kernel[0] * self.window.kernel[1]
+        """Two per multiply-add, ``C/G * kH * kW`` multiply-adds per output element, plus the bias."""
+        macs = self.in_channels // self.groups * self.window.kernel[0] * self.window.kernel[1]
         return int(np.prod(self.output_shape(input_shape))) * (2 * macs + ("bias" in self.params))
 
     def _forward(self, x):
         w = self.window
         x, weight, bias = self.as_input(x), self.params["weight"], self.params.get("bias")
-        return F.conv2d_forward(x, weight, bias, w.stride, w.padding, w.mode, w.center, self.workspace)
+        return F.conv2d_forward(
+            x,
+            weight,
+            bias,
+            w.stride,
+            w.padding,
+            w.mode,
+            w.center,
+            w.dilation,
+            self.groups,
+            self.padding_mode,
+            self.workspace,
+        )
 
     def _backward(self, dy, cache, input_grad):
         dx, dw, db = F.conv2d_backward(dy, cache, input_grad)
@@ -74,11 +97,12 @@ class Conv2D(ParamLayer):
         return dx, grads
 
     def extra_repr(self):
-        w = self.window
-        return (
-            f"{self.in_channels}, {self.out_channels}, kernel_size={w.kernel}, stride={w.stride}, "
-            f"padding={w.padding}, mode={w.mode!r}, center={w.center}, bias={'bias' in self.params}"
-        )
+        text = f"{self.in_channels}, {self.out_channels}, {_window_repr(self.window)}, bias={'bias' in self.params}"
+        if self.groups != 1:
+            text += f", groups={self.groups}"
+        if self.padding_mode != "zeros":
+            text += f", padding_mode={self.padding_mode!r}"
+        return text
 
 
 class MaxPool2D(Layer):
@@ -88,10 +112,10 @@ class MaxPool2D(Layer):
     evaluation mode the forward pass only takes the maxima; the winners are found when asked for.
     """
 
-    def __init__(self, kernel_size, stride=None, padding=0, mode="xcorr", center=None):
+    def __init__(self, kernel_size, stride=None, padding=0, mode="xcorr", center=None, *, dilation=1, ceil_mode=False):
         super().__init__()
         stride = kernel_size if stride is None else stride
-        self.window = Window.of(kernel_size, stride, padding, mode, center, "MaxPool2D")
+        self.window = Window.of(kernel_size, stride, padding, mode, center, "MaxPool2D", dilation, ceil_mode)
 
     def output_shape(self, input_shape):
         n, c, h, w = input_shape
@@ -112,7 +136,7 @@ class MaxPool2D(Layer):
     def _forward(self, x, winners=None):
         w = self.window
         winners = self.training if winners is None else winners
-        return F.maxpool2d_forward(x, w.kernel, w.stride, w.padding, w.mode, w.center, winners)
+        return F.maxpool2d_forward(x, w.kernel, w.stride, w.padding, w.mode, w.center, w.dilation, w.ceil_mode, winners)
 
     def predict(self, x):
         return self._forward(x, winners=False)[0]
@@ -121,5 +145,15 @@ class MaxPool2D(Layer):
         return F.maxpool2d_backward(dy, cache), {}
 
     def extra_repr(self):
-        w = self.window
-        return f"kernel_size={w.kernel}, stride={w.stride}, padding={w.padding}, mode={w.mode!r}, center={w.center}"
+        return _window_repr(self.window)
+
+
+def _window_repr(w: Window) -> str:
+    """The window's options, with padding written as PyTorch would take it when both sides agree."""
+    padding = tuple(p[0] for p in w.padding) if all(p[0] == p[1] for p in w.padding) else w.padding
+    text = f"kernel_size={w.kernel}, stride={w.stride}, padding={padding}, mode={w.mode!r}, center={w.center}"
+    if w.dilation != (1, 1):
+        text += f", dilation={w.dilation}"
+    if w.ceil_mode:
+        text += ", ceil_mode=True"
+    return text

@@ -39,18 +39,19 @@ def extract(dxq: np.ndarray, lead: tuple[int, int], size: tuple[int, int]) -> np
     return dx
 
 
-def windows(xq: np.ndarray, kernel: tuple[int, int], stride: tuple[int, int]) -> np.ndarray:
-    """A read-only strided view of every window: ``V[n, c, i, j, a, b] = Xq[n, c, i*S_h + a, j*S_w + b]``.
+def windows(xq: np.ndarray, kernel: tuple[int, int], stride: tuple[int, int], dilation=(1, 1)) -> np.ndarray:
+    """A read-only strided view of every window: ``V[n, c, i, j, a, b] = Xq[n, c, i*S_h + D_h*a, j*S_w + D_w*b]``.
 
-    xq: (N, C, Hq, Wq) -> (N, C, H_out, W_out, kH, kW) with ``H_out = (Hq - kH) // S_h + 1``.  No copy.
+    xq: (N, C, Hq, Wq) -> (N, C, H_out, W_out, kH, kW) with ``H_out = (Hq - D_h*(kH - 1) - 1) // S_h + 1``.
+    No copy.
     """
     n, c, hq, wq = xq.shape
-    out = ((hq - kernel[0]) // stride[0] + 1, (wq - kernel[1]) // stride[1] + 1)
+    out = tuple((q - d * (k - 1) - 1) // s + 1 for q, k, s, d in zip((hq, wq), kernel, stride, dilation))
     sn, sc, sh, sw = xq.strides
     return as_strided(
         xq,
         shape=(n, c, *out, *kernel),
-        strides=(sn, sc, sh * stride[0], sw * stride[1], sh, sw),
+        strides=(sn, sc, sh * stride[0], sw * stride[1], sh * dilation[0], sw * dilation[1]),
         writeable=False,
     )
 

@@ -14,7 +14,7 @@ from ..shapes import Window
 from ._arrays import dilate, embed, extract, windows
 
 
-def conv2d_backward(dy, x, w, stride=1, padding=0, mode="xcorr", center=None):
+def conv2d_backward(dy, x, w, stride=1, padding=0, mode="xcorr", center=None, dilation=1):
     """``(dx, dw, db)`` of the convolution, written as the derivation gives them.
 
     With ``Xq[u, v] = Xp[u - c_h, v - c_w]`` (the padded input shifted by the centre) the forward pass is the
@@ -26,19 +26,20 @@ def conv2d_backward(dy, x, w, stride=1, padding=0, mode="xcorr", center=None):
 
     ``D`` is dY with ``S - 1`` zeros between neighbours (for a stride above 1 the input "breaks apart") and
     ``Dp`` is ``D`` zero-padded by ``K - 1`` on every side.  dX is the input's part of dXq.  A true
-    convolution is the cross-correlation with the flipped kernel, so its dW is flipped back.
+    convolution is the cross-correlation with the flipped kernel, so its dW is flipped back.  With a
+    dilation D every kernel offset ``a`` above becomes ``D*a`` (and the padding of ``Dp`` ``D*(K - 1)``).
     """
-    window = Window.of(w.shape[2:], stride, padding, mode, center)
+    window = Window.of(w.shape[2:], stride, padding, mode, center, dilation=dilation)
     out = window.output_size(*x.shape[2:])
-    kernel = window.kernel
+    kernel, dilation = window.kernel, window.dilation
     w = w[:, :, ::-1, ::-1] if mode == "conv" else w
     xq = embed(x, window.lead, window.span(out))  # (N, C, span_h, span_w)
 
     db = dy.sum(axis=(0, 2, 3))
-    dw = np.einsum("ncijab,noij->ocab", windows(xq, kernel, window.stride), dy)
-    full = ((0, 0), (0, 0), (kernel[0] - 1,) * 2, (kernel[1] - 1,) * 2)
-    dp = np.pad(dilate(dy, window.stride), full)  # (N, O, span_h + kH - 1, span_w + kW - 1)
+    dw = np.einsum("ncijab,noij->ocab", windows(xq, kernel, window.stride, dilation), dy)
+    full = ((0, 0), (0, 0), (dilation[0] * (kernel[0] - 1),) * 2, (dilation[1] * (kernel[1] - 1),) * 2)
+    dp = np.pad(dilate(dy, window.stride), full)  # (N, O, span_h + D_h*(kH - 1), ...)
     rot180 = w[:, :, ::-1, ::-1]
-    dxq = np.einsum("noijab,ocab->ncij", windows(dp, kernel, (1, 1)), rot180)  # (N, C, span_h, span_w)
+    dxq = np.einsum("noijab,ocab->ncij", windows(dp, kernel, (1, 1), dilation), rot180)  # (N, C, span_h, span_w)
     dx = extract(dxq, window.lead, x.shape[2:])
     return dx, (dw[:, :, ::-1, ::-1] if mode == "conv" else dw), db

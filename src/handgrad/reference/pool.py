@@ -10,24 +10,31 @@ from ..shapes import Window
 from .conv import _read_position
 
 
-def maxpool2d_forward(x, kernel_size, stride=None, padding=0, mode="xcorr", center=None):
-    """``Y[n,c,i,j] = max_{a,b} Xp[n, c, i*S_h ± (a - c_h), j*S_w ± (b - c_w)]`` over input cells only.
+def _window_cells(window, i, j, size):
+    """The input cells (row, col) of output cell (i, j)'s window; padding and reads outside are left out."""
+    (kh, kw), (top, left) = window.kernel, (window.padding[0][0], window.padding[1][0])
+    cells = []
+    for a, b in product(range(kh), range(kw)):
+        row = _read_position(i, a, window.stride[0], window.center[0], window.mode, window.dilation[0]) - top
+        col = _read_position(j, b, window.stride[1], window.center[1], window.mode, window.dilation[1]) - left
+        if 0 <= row < size[0] and 0 <= col < size[1]:
+            cells.append((row, col))
+    return cells
+
+
+def maxpool2d_forward(x, kernel_size, stride=None, padding=0, mode="xcorr", center=None, dilation=1, ceil_mode=False):
+    """``Y[n,c,i,j] = max_{a,b} Xp[n, c, i*S_h ± D_h*(a - c_h), j*S_w ± D_w*(b - c_w)]`` over input cells only.
 
     Returns (y, indices) with ``indices[n,c,i,j] = h*W + w`` of the winner, the first in row-major order on ties.
     """
-    window = Window.of(kernel_size, kernel_size if stride is None else stride, padding, mode, center)
+    stride = kernel_size if stride is None else stride
+    window = Window.of(kernel_size, stride, padding, mode, center, dilation=dilation, ceil_mode=ceil_mode)
     n_, c_, h, w = x.shape
     out = window.output_size(h, w)
-    (kh, kw), (sh, sw), (ph, pw), (ch, cw) = window.kernel, window.stride, window.padding, window.center
     y = np.zeros((n_, c_, *out))
     indices = np.zeros((n_, c_, *out), dtype=np.int64)
     for n, c, i, j in product(range(n_), range(c_), *map(range, out)):
-        cells = []  # input cells (row, col) of the window; padding and reads outside never compete
-        for a, b in product(range(kh), range(kw)):
-            row = _read_position(i, a, sh, ch, mode) - ph
-            col = _read_position(j, b, sw, cw, mode) - pw
-            if 0 <= row < h and 0 <= col < w:
-                cells.append((row, col))
+        cells = _window_cells(window, i, j, (h, w))
         row, col = max(sorted(cells), key=lambda cell: x[n, c, cell[0], cell[1]])  # max() keeps the first
         y[n, c, i, j] = x[n, c, row, col]
         indices[n, c, i, j] = row * w + col
