@@ -55,8 +55,16 @@ def test_bad_hyper_parameters(make, message):
         (Conv2D(3, 4, 3), np.zeros((2, 1, 8, 8)), r"x must have C = 3 channels .* got x of shape \(2, 1, 8, 8\)"),
         (Conv2D(3, 4, 5), np.zeros((2, 3, 4, 8)), r"kernel_size \(5, 5\) is larger than the padded input \(4, 8\)"),
         (Conv2D(3, 4, 5, padding=1), np.zeros((2, 3, 2, 8)), r"larger than the padded input \(4, 10\)"),
-        (Conv2D(3, 4, 3, dilation=3), np.zeros((2, 3, 6, 8)), r"kernel_size \(3, 3\) \(dilated to \(7, 7\)\) is larger"),
-        (Conv2D(3, 4, 3, padding=2, padding_mode="reflect"), np.zeros((1, 3, 2, 8)), r"padding_mode='reflect' needs padding < input size"),
+        (
+            Conv2D(3, 4, 3, dilation=3),
+            np.zeros((2, 3, 6, 8)),
+            r"kernel_size \(3, 3\) \(dilated to \(7, 7\)\) is larger",
+        ),
+        (
+            Conv2D(3, 4, 3, padding=2, padding_mode="reflect"),
+            np.zeros((1, 3, 2, 8)),
+            r"padding_mode='reflect' needs padding < input size",
+        ),
         (MaxPool2D(3), np.zeros((2, 8, 8)), r"x must be \(N, C, H, W\), got shape \(2, 8, 8\)"),
         (MaxPool2D(3), np.zeros((1, 1, 2, 2)), r"kernel_size \(3, 3\) is larger than the padded input \(2, 2\)"),
         (MaxPool2D(2, padding=1, center=(1, 1)), np.zeros((1, 1, 4, 4)), r"some windows hold only padding rows"),

@@ -9,7 +9,23 @@ from test_reference import random_conv_options
 
 import handgrad
 from handgrad import gradcheck, gradcheck_loss
-from handgrad.layers import Conv2D, Flatten, Linear, MaxPool2D, ReLU, Sigmoid, Softmax, Tanh
+from handgrad.layers import (
+    ELU,
+    AvgPool2D,
+    BatchNorm1D,
+    BatchNorm2D,
+    Conv2D,
+    Dropout,
+    Flatten,
+    GlobalAvgPool2D,
+    LeakyReLU,
+    Linear,
+    MaxPool2D,
+    ReLU,
+    Sigmoid,
+    Softmax,
+    Tanh,
+)
 from handgrad.losses import MSE, CrossEntropy, SoftmaxCrossEntropy
 
 CONFIGS = 60
@@ -93,6 +109,34 @@ def test_maxpool2d_options(rng, record):
         assert_passes(result, {**g, "ceil_mode": ceil_mode}, record, "MaxPool2D options")
 
 
+def test_avgpool2d(rng, record):
+    checked = 0
+    while checked < 40:
+        g = random_window_config(rng, max_kernel=3, options=checked % 2 == 1)
+        layer = AvgPool2D(
+            g["kernel"],
+            g["stride"],
+            g["padding"],
+            g["mode"],
+            g["center"],
+            ceil_mode=bool(rng.integers(0, 2)),
+            count_include_pad=bool(rng.integers(0, 2)),
+        )
+        try:
+            result = gradcheck(layer, rng.standard_normal((2, 2, *g["size"])))
+        except ValueError as error:
+            assert "only padding" in str(error)
+            continue
+        checked += 1
+        assert_passes(result, g, record, "AvgPool2D")
+
+
+def test_global_avgpool2d(rng, record):
+    assert_passes(
+        gradcheck(GlobalAvgPool2D(), rng.standard_normal((2, 3, 4, 5))), "(2, 3, 4, 5)", record, "GlobalAvgPool2D"
+    )
+
+
 @pytest.mark.parametrize("bias", [True, False])
 def test_linear(rng, record, bias):
     for n, m, k in [(1, 3, 2), (5, 4, 3), (8, 6, 1)]:
@@ -104,6 +148,39 @@ def test_linear(rng, record, bias):
 def test_elementwise_and_flatten(rng, record, layer):
     for shape in [(1, 1), (3, 5), (2, 3, 4, 4)]:
         assert_passes(gradcheck(layer, 3 * off_kinks(rng, shape)), shape, record, type(layer).__name__)
+
+
+@pytest.mark.parametrize("layer", [LeakyReLU(0.1), ELU(0.7)], ids=repr)
+def test_leaky_relu_and_elu(rng, record, layer):
+    for shape in [(1, 1), (3, 5), (2, 3, 4, 4)]:
+        assert_passes(gradcheck(layer, 3 * off_kinks(rng, shape)), shape, record, type(layer).__name__)
+
+
+def test_dropout(rng, record):
+    """Its masks come from a generator that the check puts back before every forward pass."""
+    layer = Dropout(0.4, rng=np.random.default_rng(3))
+    before = layer.rng.bit_generator.state
+    assert_passes(gradcheck(layer, rng.standard_normal((4, 6))), "p=0.4", record, "Dropout")
+    assert layer.rng.bit_generator.state == before
+    assert_passes(gradcheck(layer.eval(), rng.standard_normal((4, 6))), "eval", record, "Dropout")
+
+
+@pytest.mark.parametrize("cls, shape", [(BatchNorm2D, (4, 3, 5, 5)), (BatchNorm1D, (8, 5))])
+def test_batchnorm_in_both_modes_without_disturbing_its_statistics(rng, record, cls, shape):
+    layer = cls(shape[1], momentum=0.3, dtype=np.float64)
+    layer.params["weight"][:] = rng.standard_normal(shape[1])
+    layer.params["bias"][:] = rng.standard_normal(shape[1])
+    layer.forward(rng.standard_normal(shape))  # running statistics away from their start
+    before = {k: v.copy() for k, v in layer.buffers.items()}
+    for mode in ("train", "eval"):
+        getattr(layer, mode)()
+        assert_passes(
+            gradcheck(layer, 2 * rng.standard_normal(shape) + 1), f"{cls.__name__} {mode}", record, "BatchNorm"
+        )
+        for key, value in layer.buffers.items():
+            np.testing.assert_array_equal(value, before[key], err_msg=f"{key} changed by a gradient check")
+    affine_free = cls(shape[1], affine=False, dtype=np.float64)
+    assert_passes(gradcheck(affine_free, rng.standard_normal(shape)), "no affine", record, "BatchNorm")
 
 
 def test_softmax(rng, record):

@@ -242,3 +242,90 @@ def test_losses_match_loops(rng, record, reduction):
             assert_close(loss, ref_loss, RTOL, f"{name} loss"),
             assert_close(backward(cache), ref_grad, RTOL, f"{name} gradient"),
         )
+
+
+def test_avgpool2d_matches_loops(rng, record):
+    """Any centre and mode, per-side and 'same'/'valid' padding, ceil_mode, padding counted or not."""
+    checked = 0
+    while checked < 150:
+        g = random_window_config(rng, max_kernel=4, options=checked % 2 == 1)
+        hyper = (
+            g["kernel"],
+            g["stride"],
+            g["padding"],
+            g["mode"],
+            g["center"],
+            bool(rng.integers(0, 2)),
+            bool(rng.integers(0, 2)),
+        )
+        x = rng.standard_normal((2, 2, *g["size"]))
+        try:
+            y, cache = F.avgpool2d_forward(x, *hyper)
+        except ValueError as error:  # a window of padding only
+            assert "only padding" in str(error)
+            continue
+        checked += 1
+        ry, _ = R.avgpool2d_forward(x, *hyper)
+        dy = rng.uniform(-1, 1, size=y.shape)
+        dx, rx = F.avgpool2d_backward(dy, cache), R.avgpool2d_backward(dy, x.shape, *hyper)
+        record("AvgPool2D", "reference", assert_close(y, ry, RTOL, "y", g), assert_close(dx, rx, RTOL, "dx", g))
+
+
+def test_global_avgpool2d_matches_loops(rng, record):
+    for shape in [(1, 1, 1, 1), (2, 3, 4, 5)]:
+        x = rng.standard_normal(shape)
+        y, cache = F.global_avgpool2d_forward(x)
+        dy = rng.uniform(-1, 1, size=y.shape)
+        errors = (
+            assert_close(y, R.global_avgpool2d_forward(x), RTOL),
+            assert_close(F.global_avgpool2d_backward(dy, cache), R.global_avgpool2d_backward(dy, shape), RTOL),
+        )
+        record("GlobalAvgPool2D", "reference", *errors)
+
+
+@pytest.mark.parametrize("name, options", [("leaky_relu", 0.2), ("elu", 1.5)])
+def test_leaky_relu_and_elu_match_loops(rng, record, name, options):
+    forward, backward = getattr(F, f"{name}_forward"), getattr(F, f"{name}_backward")
+    for shape in [(1, 1), (3, 4), (2, 3, 4, 5)]:
+        x = 3 * rng.standard_normal(shape)
+        y, cache = forward(x, options)
+        dy = rng.uniform(-1, 1, size=y.shape)
+        ref_forward, ref_backward = getattr(R, f"{name}_forward"), getattr(R, f"{name}_backward")
+        errors = (
+            assert_close(y, ref_forward(x, options), RTOL),
+            assert_close(backward(dy, cache), ref_backward(dy, x, options), RTOL),
+        )
+        record({"leaky_relu": "LeakyReLU", "elu": "ELU"}[name], "reference", *errors)
+
+
+@pytest.mark.parametrize("p", [0.0, 0.3, 0.5, 1.0])
+def test_dropout_matches_loops(rng, record, p):
+    x = rng.standard_normal((4, 3, 5))
+    y, mask = F.dropout_forward(x, p, np.random.default_rng(7))
+    keep = (mask > 0).astype(float) if p < 1 else np.zeros(x.shape)
+    dy = rng.uniform(-1, 1, size=x.shape)
+    errors = (
+        assert_close(y, R.dropout_forward(x, keep, p), RTOL),
+        assert_close(F.dropout_backward(dy, mask), R.dropout_backward(dy, keep, p), RTOL),
+    )
+    record("Dropout", "reference", *errors)
+
+
+@pytest.mark.parametrize("shape", [(6, 3), (2, 3, 4, 5), (3, 2, 1, 1)])
+@pytest.mark.parametrize("affine", [True, False])
+def test_batchnorm_matches_loops(rng, record, shape, affine):
+    c = shape[1]
+    x = 2 * rng.standard_normal(shape) + 1
+    gamma, beta = (rng.standard_normal(c), rng.standard_normal(c)) if affine else (None, None)
+    running = rng.standard_normal(c), rng.uniform(0.5, 2, c)
+    for training in (True, False):
+        y, cache, (mean, var) = F.batchnorm_forward(x, gamma, beta, *running, training, 0.2, 1e-5)
+        ry, rmean, rvar = R.batchnorm_forward(x, gamma, beta, *running, training, 0.2, 1e-5)
+        dy = rng.uniform(-1, 1, size=shape)
+        got = F.batchnorm_backward(dy, cache)
+        want = R.batchnorm_backward(dy, x, gamma, *running, training, 1e-5)
+        errors = [assert_close(y, ry, RTOL, "y"), assert_close(mean, rmean, RTOL), assert_close(var, rvar, RTOL)]
+        errors += [
+            assert_close(a, b, RTOL, n) for a, b, n in zip(got, want, ("dx", "dgamma", "dbeta")) if b is not None
+        ]
+        record("BatchNorm", "reference", *errors)

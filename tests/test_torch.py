@@ -13,7 +13,23 @@ from helpers import assert_close, distinct_values, off_kinks, random_window_conf
 from test_reference import random_conv_options
 
 from handgrad import functional as F
-from handgrad.layers import Conv2D, Flatten, Linear, MaxPool2D, ReLU, Sigmoid, Softmax, Tanh
+from handgrad.layers import (
+    ELU,
+    AvgPool2D,
+    BatchNorm1D,
+    BatchNorm2D,
+    Conv2D,
+    Dropout,
+    Flatten,
+    GlobalAvgPool2D,
+    LeakyReLU,
+    Linear,
+    MaxPool2D,
+    ReLU,
+    Sigmoid,
+    Softmax,
+    Tanh,
+)
 from handgrad.losses import MSE, CrossEntropy, SoftmaxCrossEntropy
 
 RTOL = 1e-9
@@ -168,6 +184,43 @@ def test_maxpool2d_options(rng, record):
         )
 
 
+def test_avgpool2d(rng, record):
+    """The windows PyTorch's AvgPool2d expresses: origin centre, cross-correlation placement, padding at most
+    half the window, with ceil_mode and count_include_pad.  (Other centres are checked by the loops and gradcheck.)"""
+    checked = 0
+    while checked < 400:
+        g = random_window_config(rng)
+        if any(2 * p > k for p, k in zip(g["padding"], g["kernel"])):
+            continue
+        ceil_mode, count_include_pad = bool(rng.integers(0, 2)), bool(rng.integers(0, 2))
+        layer = AvgPool2D(
+            g["kernel"], g["stride"], g["padding"], ceil_mode=ceil_mode, count_include_pad=count_include_pad
+        )
+        x = rng.standard_normal((2, 3, *g["size"]))
+        try:
+            y = layer.forward(x)
+        except ValueError as error:
+            assert "only padding" in str(error)
+            continue
+        checked += 1
+        dy = rng.uniform(-1, 1, size=y.shape)
+        dx = layer.backward(dy)
+        options = {"kernel_size": g["kernel"], "stride": g["stride"], "padding": g["padding"]}
+        torch_f = partial(TF.avg_pool2d, **options, ceil_mode=ceil_mode, count_include_pad=count_include_pad)
+        ty, (tdx,) = T.grads(torch_f, dy, x)
+        config = {**g, "ceil_mode": ceil_mode, "count_include_pad": count_include_pad}
+        record("AvgPool2D", "torch", assert_close(y, ty, RTOL, "y", config), assert_close(dx, tdx, RTOL, "dx", config))
+
+
+def test_global_avgpool2d(rng, record):
+    x = rng.standard_normal((3, 4, 5, 6))
+    layer = GlobalAvgPool2D()
+    y = layer.forward(x)
+    dy = rng.uniform(-1, 1, size=y.shape)
+    ty, (tdx,) = T.grads(lambda a: TF.adaptive_avg_pool2d(a, 1).flatten(1), dy, x)
+    record("GlobalAvgPool2D", "torch", assert_close(y, ty, RTOL), assert_close(layer.backward(dy), tdx, RTOL))
+
+
 def test_center_zero_cross_correlation_is_torch_conv2d(rng):
     """No identity in between: handgrad's default equals PyTorch's conv2d with symmetric padding."""
     x, w, b = rng.standard_normal((2, 3, 9, 8)), rng.standard_normal((4, 3, 3, 2)), rng.standard_normal(4)
@@ -229,6 +282,83 @@ def test_activations(rng, record, cls, torch_f, shape):
         dy = rng.uniform(-1, 1, size=y.shape)
         ty, (tdx,) = T.grads(torch_f, dy, x)
         record(cls.__name__, "torch", assert_close(y, ty, RTOL), assert_close(layer.backward(dy), tdx, RTOL))
+
+
+@pytest.mark.parametrize("cls, torch_cls, option", [(LeakyReLU, torch.nn.LeakyReLU, 0.15), (ELU, torch.nn.ELU, 1.3)])
+def test_leaky_relu_and_elu(rng, record, cls, torch_cls, option):
+    x = 3 * off_kinks(rng, (2, 3, 4, 5))
+    layer = cls(option)
+    y = layer.forward(x)
+    dy = rng.uniform(-1, 1, size=y.shape)
+    ty, (tdx,) = T.grads(torch_cls(option), dy, x)
+    record(cls.__name__, "torch", assert_close(y, ty, RTOL), assert_close(layer.backward(dy), tdx, RTOL))
+
+
+def test_dropout_has_pytorchs_semantics(rng, record):
+    """Masks cannot be shared, so the law is compared: p drops, survivors scaled by 1/(1 - p), identity in eval."""
+    ones = np.ones((1000, 1000))
+    for p in (0.1, 0.5):
+        ours = Dropout(p, rng=np.random.default_rng(0)).forward(ones)
+        theirs = torch.nn.functional.dropout(torch.ones(1000, 1000, dtype=torch.float64), p).numpy()
+        for y in (ours, theirs):
+            assert set(np.unique(y)) == {0.0, 1 / (1 - p)}
+            assert abs((y == 0).mean() - p) < 5 * np.sqrt(p * (1 - p) / y.size)
+        record("Dropout", "torch", assert_close(ours.mean(), theirs.mean(), 1e-2))
+    x = rng.standard_normal((3, 4))
+    np.testing.assert_array_equal(Dropout(0.5).eval().forward(x), torch.nn.Dropout(0.5).eval()(torch.tensor(x)).numpy())
+
+
+@pytest.mark.parametrize(
+    "cls, torch_cls, shape",
+    [(BatchNorm2D, torch.nn.BatchNorm2d, (4, 3, 5, 6)), (BatchNorm1D, torch.nn.BatchNorm1d, (7, 5))],
+)
+def test_batchnorm_in_both_modes_and_its_running_statistics(rng, record, cls, torch_cls, shape):
+    layer = cls(shape[1], eps=1e-3, momentum=0.2, dtype=np.float64)
+    module = torch_cls(shape[1], eps=1e-3, momentum=0.2).double()
+    with torch.no_grad():
+        module.weight.copy_(torch.tensor(rng.standard_normal(shape[1])))
+        module.bias.copy_(torch.tensor(rng.standard_normal(shape[1])))
+    layer.params["weight"][:], layer.params["bias"][:] = module.weight.detach().numpy(), module.bias.detach().numpy()
+    for step in range(4):  # training steps: outputs, gradients, and the running statistics after each
+        x = 3 * rng.standard_normal(shape) + step
+        y = layer.forward(x)
+        dy = rng.uniform(-1, 1, size=y.shape)
+        dx = layer.backward(dy)
+        xt = torch.tensor(x, requires_grad=True)
+        module.zero_grad()
+        yt = module(xt)
+        yt.backward(torch.tensor(dy))
+        errors = [assert_close(y, yt.detach().numpy(), RTOL, "y"), assert_close(dx, xt.grad.numpy(), RTOL, "dx")]
+        errors += [assert_close(layer.grads["weight"], module.weight.grad.numpy(), RTOL, "dgamma")]
+        errors += [assert_close(layer.grads["bias"], module.bias.grad.numpy(), RTOL, "dbeta")]
+        errors += [assert_close(layer.buffers["running_mean"], module.running_mean.numpy(), RTOL, "running mean")]
+        errors += [assert_close(layer.buffers["running_var"], module.running_var.numpy(), RTOL, "running var")]
+        record("BatchNorm", "torch", *errors)
+    layer.eval()
+    module.eval()
+    x = rng.standard_normal(shape)
+    y = layer.forward(x)
+    dy = rng.uniform(-1, 1, size=y.shape)
+    ty, (tdx,) = T.grads(module, dy, x)
+    record(
+        "BatchNorm",
+        "torch",
+        assert_close(y, ty, RTOL, "eval y"),
+        assert_close(layer.backward(dy), tdx, RTOL, "eval dx"),
+    )
+
+
+def test_batchnorm_edge_cases_stay_finite(rng):
+    layer = BatchNorm2D(2, dtype=np.float64)
+    x = rng.standard_normal((3, 2, 4, 4))
+    x[:, 1] = 7.0  # a constant channel: variance 0
+    y = layer.forward(x)
+    assert np.all(np.isfinite(y)) and np.all(y[:, 1] == 0)
+    assert np.all(np.isfinite(layer.backward(np.ones_like(y))))
+    single = layer.eval().forward(x[:1])  # batch size 1 in evaluation mode
+    assert np.all(np.isfinite(single))
+    with pytest.raises(ValueError, match="more than one value per channel"):
+        BatchNorm1D(3).forward(np.zeros((1, 3)))
 
 
 def _torch_cross_entropy_on_probabilities(y, t, reduction):

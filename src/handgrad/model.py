@@ -45,6 +45,19 @@ class Sequential:
     def grads(self) -> dict[str, np.ndarray]:
         return {f"{i}.{k}": v for i, layer in enumerate(self.layers) for k, v in layer.grads.items()}
 
+    @property
+    def buffers(self) -> dict[str, np.ndarray]:
+        """Untrained state (BatchNorm's running statistics), named like ``params``."""
+        return {f"{i}.{k}": v for i, layer in enumerate(self.layers) for k, v in layer.buffers.items()}
+
+    def state(self) -> list:
+        """Every layer's ``state()``: buffers and random generators, to put back with ``load_state``."""
+        return [layer.state() for layer in self.layers]
+
+    def load_state(self, snapshot: list) -> None:
+        for layer, layer_state in zip(self.layers, snapshot):
+            layer.load_state(layer_state)
+
     def train(self, mode: bool = True):
         """Put every layer in training mode (``mode=True``) or evaluation mode; returns the model."""
         for layer in self.layers:

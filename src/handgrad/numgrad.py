@@ -103,26 +103,38 @@ def gradcheck(layer, x, dy=None, *, eps=EPS, rtol=RTOL, atol=ATOL, seed=0) -> Gr
     """Check ``layer.backward`` (dX) and every gradient in ``layer.grads`` against central differences.
 
     Works on any object with ``forward``, ``backward``, ``params`` and ``grads`` (a layer, a ``Sequential``).
-    ``dy`` defaults to ``uniform(-1, 1)`` noise from ``seed``: all-ones would hide swapped axes.  The
-    parameters are restored exactly, and the layer is left as after ``forward(x); backward(dy)``.
+    ``dy`` defaults to ``uniform(-1, 1)`` noise from ``seed``: all-ones would hide swapped axes.  Layers
+    with state (``state()``/``load_state()``: BatchNorm's running statistics, Dropout's random generator) are
+    put back into the same state before every forward pass, so each one draws the same masks and sees the
+    same statistics, and are left in the state they had.  The parameters are restored exactly, and the cache
+    and gradients are those of ``forward(x); backward(dy)``.
     """
     where = "gradcheck"
     x = np.array(x, copy=True)  # perturbed here, never the caller's array
     _require_float64({"x": x, **{f"params[{k!r}]": v for k, v in layer.params.items()}}, where)
-    y = layer.forward(x)
+    snapshot = layer.state() if hasattr(layer, "state") else None
+
+    def forward():
+        if snapshot is not None:
+            layer.load_state(snapshot)
+        return layer.forward(x)
+
+    y = forward()
     if dy is None:
         dy = np.random.default_rng(seed).uniform(-1, 1, size=y.shape)
     dy = np.asarray(dy, dtype=np.float64)
 
     def objective():
-        return float(np.sum(dy * layer.forward(x)))
+        return float(np.sum(dy * forward()))
 
     numeric = {"x": numerical_gradient(objective, x, eps)}
     for name, value in layer.params.items():
         numeric[name] = numerical_gradient(objective, value, eps)
 
-    layer.forward(x)
+    forward()
     analytic = {"x": layer.backward(dy), **layer.grads}
+    if snapshot is not None:
+        layer.load_state(snapshot)
     missing = set(numeric) - set(analytic)
     if missing:
         raise ValueError(f"{where}: backward set no gradient for {sorted(missing)}")

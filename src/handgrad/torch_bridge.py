@@ -11,6 +11,8 @@ The mapping, layer by layer:
   true convolution's torch weight is the flipped kernel.  Dilation and groups map one to one.
 - ``MaxPool2D``: the same, padding with minus infinity (``ConstantPad2d``) before ``MaxPool2d``; with
   ``ceil_mode`` only the windows PyTorch's own padding can express.
+- ``AvgPool2D``: ``AvgPool2d`` for the windows it expresses (origin centre, cross-correlation placement,
+  padding at most half the window); ``GlobalAvgPool2D``: ``AdaptiveAvgPool2d(1)`` then ``Flatten``.
 - ``Linear``: handgrad's ``(in, out)`` weight is the transpose of ``nn.Linear``'s ``(out, in)``.
 - ``ReLU``, ``Sigmoid``, ``Tanh``, ``Flatten``, ``Softmax`` (over dim 1): their ``torch.nn`` namesakes.
 """
@@ -92,9 +94,22 @@ def _shifts(pad, value=0.0) -> list:
     return [nn.ConstantPad2d(grow, value)] + ([nn.ConstantPad2d(crop, value)] if any(crop) else [])
 
 
+def _avgpool(layer: L.AvgPool2D) -> nn.Module:
+    w = layer.window
+    if not (_plain(w) and all(2 * p[0] <= k for p, k in zip(w.padding, w.kernel))):
+        raise ValueError(
+            "to_torch_module: AvgPool2D with a centre, mode or padding PyTorch's AvgPool2d cannot express has "
+            "no PyTorch counterpart (the padding it counts would differ)"
+        )
+    padding = tuple(p[0] for p in w.padding)
+    return nn.AvgPool2d(w.kernel, w.stride, padding, w.ceil_mode, layer.count_include_pad)
+
+
 _MODULES = {
     L.Conv2D: _conv,
     L.MaxPool2D: _pool,
+    L.AvgPool2D: _avgpool,
+    L.GlobalAvgPool2D: lambda layer: nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten()),
     L.Linear: lambda layer: nn.Linear(layer.in_features, layer.out_features, bias="bias" in layer.params),
     L.ReLU: lambda layer: nn.ReLU(),
     L.Sigmoid: lambda layer: nn.Sigmoid(),

@@ -6,8 +6,14 @@ and :mod:`handgrad.reference` transcribes the same formulas as plain loops.
 
 from . import padding
 from .activation import (
+    dropout_backward,
+    dropout_forward,
+    elu_backward,
+    elu_forward,
     flatten_backward,
     flatten_forward,
+    leaky_relu_backward,
+    leaky_relu_forward,
     relu,
     relu_backward,
     relu_forward,
@@ -30,16 +36,36 @@ from .losses import (
     softmax_cross_entropy_backward,
     softmax_cross_entropy_forward,
 )
-from .pool import maxpool2d_backward, maxpool2d_forward
+from .norm import batchnorm_backward, batchnorm_forward
+from .pool import (
+    avgpool2d_backward,
+    avgpool2d_forward,
+    global_avgpool2d_backward,
+    global_avgpool2d_forward,
+    maxpool2d_backward,
+    maxpool2d_forward,
+)
 
 __all__ = [
+    "avgpool2d_backward",
+    "avgpool2d_forward",
+    "batchnorm_backward",
+    "batchnorm_forward",
     "class_targets",
     "conv2d_backward",
     "conv2d_forward",
     "cross_entropy_backward",
     "cross_entropy_forward",
+    "dropout_backward",
+    "dropout_forward",
+    "elu_backward",
+    "elu_forward",
     "flatten_backward",
     "flatten_forward",
+    "global_avgpool2d_backward",
+    "global_avgpool2d_forward",
+    "leaky_relu_backward",
+    "leaky_relu_forward",
     "linear_backward",
     "linear_forward",
     "maxpool2d_backward",

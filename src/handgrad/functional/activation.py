@@ -30,6 +30,58 @@ def relu_backward(dy, positive):
     return dy * positive
 
 
+def leaky_relu_forward(x, negative_slope=0.01):
+    """``Y = X`` where ``X > 0``, else ``alpha X``.  Cache: the mask ``[X > 0]`` and alpha."""
+    x = as_float_array(x, "x", "leaky_relu")
+    positive = x > 0
+    return np.where(positive, x, negative_slope * x), (positive, negative_slope)
+
+
+def leaky_relu_backward(dy, cache):
+    """``dX = dY`` where ``X > 0``, else ``alpha dY`` (alpha at the kink X = 0, as in PyTorch)."""
+    positive, negative_slope = cache
+    dy = as_float_array(dy, "dy", "leaky_relu_backward")
+    check_same_shape(dy, positive.shape, "dy", "leaky_relu_backward")
+    return np.where(positive, dy, negative_slope * dy)
+
+
+def elu_forward(x, alpha=1.0):
+    """``Y = X`` where ``X > 0``, else ``alpha (e^X - 1)``.  Cache: Y and alpha (the derivative is written in Y)."""
+    x = as_float_array(x, "x", "elu")
+    y = np.where(x > 0, x, alpha * np.expm1(np.minimum(x, 0)))  # expm1 of the clipped x: no overflow
+    return y, (y, alpha)
+
+
+def elu_backward(dy, cache):
+    """``dX = dY`` where ``X > 0``, else ``dY alpha e^X = dY (Y + alpha)`` (so alpha at X = 0, as in PyTorch)."""
+    y, alpha = cache
+    dy = as_float_array(dy, "dy", "elu_backward")
+    check_same_shape(dy, y.shape, "dy", "elu_backward")
+    return np.where(y > 0, dy, dy * (y + alpha))
+
+
+def dropout_forward(x, p, rng: np.random.Generator):
+    """Inverted dropout: ``Y = X * M / (1 - p)`` with ``M ~ Bernoulli(1 - p)`` drawn from ``rng`` (p is the
+    probability to drop), so ``E[Y] = X`` and nothing changes at evaluation time.  ``p = 1`` drops everything.
+
+    Cache: the scaled mask ``M / (1 - p)``.
+    """
+    x = as_float_array(x, "x", "dropout")
+    if not 0 <= p <= 1:
+        raise ValueError(f"dropout: p must be a probability in [0, 1], got {p}")
+    keep = rng.random(x.shape, dtype=np.float32) >= p if p > 0 else np.ones(x.shape, dtype=bool)
+    scale = 0.0 if p == 1 else 1 / (1 - p)
+    mask = keep.astype(x.dtype) * x.dtype.type(scale)
+    return x * mask, mask
+
+
+def dropout_backward(dy, mask):
+    """``dX = dY * M / (1 - p)``: the same mask as the forward pass."""
+    dy = as_float_array(dy, "dy", "dropout_backward")
+    check_same_shape(dy, mask.shape, "dy", "dropout_backward")
+    return dy * mask
+
+
 def sigmoid_forward(x):
     """``Y = 1 / (1 + e^-X)``, evaluated as ``e^X / (1 + e^X)`` for X < 0 so no exponential overflows."""
     x = as_float_array(x, "x", "sigmoid")

@@ -196,3 +196,85 @@ def _tiled_backward(dy_c: np.ndarray, cell: np.ndarray, kernel: tuple[int, int],
         for b in range(kernel[1]):
             np.multiply(dy_c, cell == a * kernel[1] + b, out=phases[a, b])
     return dx_c.transpose(1, 0, 2, 3)
+
+
+class AvgPool2DCache(NamedTuple):
+    divisor: np.ndarray  # (H_out, W_out): how many cells each window averages
+    window: Window
+    x_shape: tuple
+
+
+def _cells_counted(window: Window, size: tuple[int, int], out: tuple[int, int], include_pad: bool) -> np.ndarray:
+    """(H_out, W_out): the cells of each window inside the padded input (``include_pad``) or inside the input."""
+    counts = []
+    for axis in (0, 1):
+        before, after = window.padding[axis] if include_pad else (0, 0)
+        i = np.arange(out[axis])[:, None]
+        a = np.arange(window.kernel[axis])[None, :]
+        position = i * window.stride[axis] + window.dilation[axis] * a - window.lead[axis]  # input coordinates
+        counts.append(((position >= -before) & (position < size[axis] + after)).sum(axis=1))
+    return counts[0][:, None] * counts[1][None, :]
+
+
+def avgpool2d_forward(
+    x, kernel_size, stride=None, padding=0, mode="xcorr", center=None, ceil_mode=False, count_include_pad=True
+):
+    """Average-pool with the window placement of max-pooling (zero padding)::
+
+        Y[n,c,i,j] = (1 / M[i,j]) sum_{a,b} Xp[n, c, i*S_h ± (a - c_h), j*S_w ± (b - c_w)]
+
+    ``M[i,j]`` counts the window's cells inside the padded input (``count_include_pad=True``, PyTorch's
+    default; padding counts as zeros) or inside the input alone; cells beyond the padded input (``ceil_mode``,
+    a far centre) count as neither.  Output size as for :func:`maxpool2d_forward`; ``stride=None`` means the
+    window size.  (PyTorch's average pooling has no dilation, and neither has this one.)
+
+    Returns:
+        y: (N, C, H_out, W_out), and the cache for :func:`avgpool2d_backward`.
+    """
+    where = "avgpool2d"
+    x = as_float_array(x, "x", where)
+    check_shape(x, 4, "(N, C, H, W)", "x", where)
+    stride = kernel_size if stride is None else stride
+    window = Window.of(kernel_size, stride, padding, mode, center, where, ceil_mode=ceil_mode)
+    n, c, h, w = x.shape
+    out = window.output_size(h, w, where)
+    window.check_every_window_sees_input((h, w), out, where)
+    divisor = _cells_counted(window, (h, w), out, count_include_pad).astype(x.dtype)
+    x_c = x.transpose(1, 0, 2, 3)  # (C, N, H, W)
+    y = np.zeros((c, n, *out), dtype=x.dtype)
+    for _, _, out_rows, out_cols, in_rows, in_cols in window.cell_reads((h, w), out):
+        y[:, :, out_rows, out_cols] += x_c[:, :, in_rows, in_cols]
+    y /= divisor
+    return y.transpose(1, 0, 2, 3), AvgPool2DCache(divisor, window, x.shape)
+
+
+def avgpool2d_backward(dy, cache: AvgPool2DCache):
+    """Each window's gradient shared equally by the cells it averaged::
+
+    dX[n,c,h,w] = sum_{windows (i,j) that read (h, w)} dY[n,c,i,j] / M[i,j]
+    """
+    where = "avgpool2d_backward"
+    dy = as_float_array(dy, "dy", where)
+    n, c, h, w = cache.x_shape
+    check_same_shape(dy, (n, c, *cache.divisor.shape), "dy", where)
+    share = (dy / cache.divisor).transpose(1, 0, 2, 3)  # (C, N, H_out, W_out)
+    dx_c = np.zeros((c, n, h, w), dtype=dy.dtype)
+    for _, _, out_rows, out_cols, in_rows, in_cols in cache.window.cell_reads((h, w), cache.divisor.shape):
+        dx_c[:, :, in_rows, in_cols] += share[:, :, out_rows, out_cols]
+    return dx_c.transpose(1, 0, 2, 3)
+
+
+def global_avgpool2d_forward(x):
+    """``Y[n,c] = (1 / HW) sum_{h,w} X[n,c,h,w]``: (N, C, H, W) -> (N, C).  Cache: the input's shape."""
+    x = as_float_array(x, "x", "global_avgpool2d")
+    check_shape(x, 4, "(N, C, H, W)", "x", "global_avgpool2d")
+    return x.mean(axis=(2, 3)), x.shape
+
+
+def global_avgpool2d_backward(dy, x_shape):
+    """``dX[n,c,h,w] = dY[n,c] / HW`` for every cell."""
+    dy = as_float_array(dy, "dy", "global_avgpool2d_backward")
+    check_same_shape(dy, x_shape[:2], "dy", "global_avgpool2d_backward")
+    dx = np.empty(x_shape, dtype=dy.dtype)
+    dx[...] = (dy / (x_shape[2] * x_shape[3]))[:, :, None, None]
+    return dx

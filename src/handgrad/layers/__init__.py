@@ -1,8 +1,27 @@
 """Stateful layers: they keep parameters, gradients and caches, and call :mod:`handgrad.functional`."""
 
-from .activation import Flatten, ReLU, Sigmoid, Softmax, Tanh
+from .activation import ELU, Dropout, Flatten, LeakyReLU, ReLU, Sigmoid, Softmax, Tanh
 from .base import Layer, ParamLayer
-from .conv import Conv2D, MaxPool2D
+from .conv import AvgPool2D, Conv2D, GlobalAvgPool2D, MaxPool2D
 from .linear import Linear
+from .norm import BatchNorm1D, BatchNorm2D
 
-__all__ = ["Conv2D", "Flatten", "Layer", "Linear", "MaxPool2D", "ParamLayer", "ReLU", "Sigmoid", "Softmax", "Tanh"]
+__all__ = [
+    "ELU",
+    "AvgPool2D",
+    "BatchNorm1D",
+    "BatchNorm2D",
+    "Conv2D",
+    "Dropout",
+    "Flatten",
+    "GlobalAvgPool2D",
+    "Layer",
+    "LeakyReLU",
+    "Linear",
+    "MaxPool2D",
+    "ParamLayer",
+    "ReLU",
+    "Sigmoid",
+    "Softmax",
+    "Tanh",
+]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import functional as F
+from .._checks import as_float_array, check_same_shape
 from .base import Layer
 
 
@@ -19,6 +20,72 @@ class ReLU(Layer):
 
     def _backward(self, dy, cache, input_grad):
         return F.relu_backward(dy, cache), {}
+
+
+class LeakyReLU(Layer):
+    """``y = x`` for x > 0, else ``negative_slope * x``."""
+
+    def __init__(self, negative_slope=0.01):
+        super().__init__()
+        self.negative_slope = float(negative_slope)
+
+    def _forward(self, x):
+        return F.leaky_relu_forward(x, self.negative_slope)
+
+    def _backward(self, dy, cache, input_grad):
+        return F.leaky_relu_backward(dy, cache), {}
+
+    def extra_repr(self):
+        return f"negative_slope={self.negative_slope}"
+
+
+class ELU(Layer):
+    """``y = x`` for x > 0, else ``alpha * (e^x - 1)``."""
+
+    def __init__(self, alpha=1.0):
+        super().__init__()
+        self.alpha = float(alpha)
+
+    def _forward(self, x):
+        return F.elu_forward(x, self.alpha)
+
+    def _backward(self, dy, cache, input_grad):
+        return F.elu_backward(dy, cache), {}
+
+    def extra_repr(self):
+        return f"alpha={self.alpha}"
+
+
+class Dropout(Layer):
+    """Inverted dropout: in training, each element is zeroed with probability ``p`` and the rest scaled by
+    ``1 / (1 - p)``; in evaluation mode (``eval()``) the identity.  Masks are drawn from ``rng``: give it the
+    model's generator so that one seed fixes every mask (and a resumed run draws the same ones)."""
+
+    def __init__(self, p=0.5, *, rng=None):
+        super().__init__()
+        if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0 <= p <= 1:
+            raise ValueError(f"Dropout: p must be a probability in [0, 1], got {p!r}")
+        self.p = float(p)
+        self.rng = np.random.default_rng() if rng is None else rng
+
+    def _forward(self, x):
+        if not self.training:  # the identity; the cache is the shape
+            x = as_float_array(x, "x", "dropout")
+            return x, x.shape
+        return F.dropout_forward(x, self.p, self.rng)
+
+    def _backward(self, dy, cache, input_grad):
+        if isinstance(cache, tuple):  # evaluation mode
+            dy = as_float_array(dy, "dy", "dropout_backward")
+            check_same_shape(dy, cache, "dy", "dropout_backward")
+            return dy.copy(), {}
+        return F.dropout_backward(dy, cache), {}
+
+    def predict(self, x):
+        return as_float_array(x, "x", "dropout")
+
+    def extra_repr(self):
+        return f"p={self.p}"
 
 
 class Sigmoid(Layer):

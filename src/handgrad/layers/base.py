@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 
 
@@ -16,8 +18,24 @@ class Layer:
     def __init__(self) -> None:
         self.params: dict[str, np.ndarray] = {}
         self.grads: dict[str, np.ndarray] = {}
+        self.buffers: dict[str, np.ndarray] = {}  # state that is not trained (BatchNorm's running statistics)
         self.training = True
         self._cache = None
+
+    def state(self) -> dict:
+        """A copy of what a forward pass may change besides the cache: the buffers, and the state of the
+        layer's random generator if it has one (Dropout).  ``load_state`` puts it back."""
+        snapshot = {name: value.copy() for name, value in self.buffers.items()}
+        if getattr(self, "rng", None) is not None:
+            snapshot["rng"] = copy.deepcopy(self.rng.bit_generator.state)
+        return snapshot
+
+    def load_state(self, snapshot: dict) -> None:
+        for name, value in snapshot.items():
+            if name == "rng":
+                self.rng.bit_generator.state = copy.deepcopy(value)
+            else:
+                np.copyto(self.buffers[name], value)
 
     def train(self, mode: bool = True):
         """Training mode (the default) or, with ``mode=False``, evaluation mode; returns the layer."""

@@ -148,6 +148,56 @@ class MaxPool2D(Layer):
         return _window_repr(self.window)
 
 
+class AvgPool2D(Layer):
+    """Average-pooling with MaxPool2D's window placement; padding counts as zeros (``count_include_pad``)."""
+
+    def __init__(
+        self, kernel_size, stride=None, padding=0, mode="xcorr", center=None, *, ceil_mode=False, count_include_pad=True
+    ):
+        super().__init__()
+        stride = kernel_size if stride is None else stride
+        self.window = Window.of(kernel_size, stride, padding, mode, center, "AvgPool2D", ceil_mode=ceil_mode)
+        self.count_include_pad = bool(count_include_pad)
+
+    def output_shape(self, input_shape):
+        n, c, h, w = input_shape
+        out = self.window.output_size(h, w, "AvgPool2D")
+        self.window.check_every_window_sees_input((h, w), out, "AvgPool2D")
+        return (n, c, *out)
+
+    def flops(self, input_shape):
+        """One addition per window cell, and a division per output."""
+        return int(np.prod(self.output_shape(input_shape))) * (self.window.kernel[0] * self.window.kernel[1] + 1)
+
+    def _forward(self, x):
+        w = self.window
+        return F.avgpool2d_forward(
+            x, w.kernel, w.stride, w.padding, w.mode, w.center, w.ceil_mode, self.count_include_pad
+        )
+
+    def _backward(self, dy, cache, input_grad):
+        return F.avgpool2d_backward(dy, cache), {}
+
+    def extra_repr(self):
+        return _window_repr(self.window) + ("" if self.count_include_pad else ", count_include_pad=False")
+
+
+class GlobalAvgPool2D(Layer):
+    """The mean of each feature map: (N, C, H, W) -> (N, C)."""
+
+    def output_shape(self, input_shape):
+        return tuple(input_shape[:2])
+
+    def flops(self, input_shape):
+        return int(np.prod(input_shape))
+
+    def _forward(self, x):
+        return F.global_avgpool2d_forward(x)
+
+    def _backward(self, dy, cache, input_grad):
+        return F.global_avgpool2d_backward(dy, cache), {}
+
+
 def _window_repr(w: Window) -> str:
     """The window's options, with padding written as PyTorch would take it when both sides agree."""
     padding = tuple(p[0] for p in w.padding) if all(p[0] == p[1] for p in w.padding) else w.padding

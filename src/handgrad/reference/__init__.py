@@ -6,10 +6,16 @@ convolution's backward pass written with whole arrays exactly as the derivation 
 correlate with the rotated kernel).
 """
 
-from . import activation, conv, derivation, linear, losses, pool
+from . import activation, conv, derivation, linear, losses, norm, pool
 from .activation import (
+    dropout_backward,
+    dropout_forward,
+    elu_backward,
+    elu_forward,
     flatten_backward,
     flatten_forward,
+    leaky_relu_backward,
+    leaky_relu_forward,
     relu_backward,
     relu_forward,
     sigmoid_backward,
@@ -23,17 +29,37 @@ from .activation import (
 from .conv import conv2d_backward, conv2d_forward
 from .linear import linear_backward, linear_forward
 from .losses import cross_entropy, mse, softmax_cross_entropy
-from .pool import maxpool2d_backward, maxpool2d_forward
+from .norm import batchnorm_backward, batchnorm_forward
+from .pool import (
+    avgpool2d_backward,
+    avgpool2d_forward,
+    global_avgpool2d_backward,
+    global_avgpool2d_forward,
+    maxpool2d_backward,
+    maxpool2d_forward,
+)
 
 __all__ = [
     "activation",
+    "avgpool2d_backward",
+    "avgpool2d_forward",
+    "batchnorm_backward",
+    "batchnorm_forward",
     "conv",
     "conv2d_backward",
     "conv2d_forward",
     "cross_entropy",
     "derivation",
+    "dropout_backward",
+    "dropout_forward",
+    "elu_backward",
+    "elu_forward",
     "flatten_backward",
     "flatten_forward",
+    "global_avgpool2d_backward",
+    "global_avgpool2d_forward",
+    "leaky_relu_backward",
+    "leaky_relu_forward",
     "linear",
     "linear_backward",
     "linear_forward",
@@ -41,6 +67,7 @@ __all__ = [
     "maxpool2d_backward",
     "maxpool2d_forward",
     "mse",
+    "norm",
     "pool",
     "relu_backward",
     "relu_forward",

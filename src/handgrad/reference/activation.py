@@ -25,6 +25,36 @@ def relu_backward(dy, x):
     return _elementwise(lambda g, v: g if v > 0 else 0.0, dy, x)
 
 
+def leaky_relu_forward(x, negative_slope=0.01):
+    """``y = x if x > 0 else alpha x``."""
+    return _elementwise(lambda v: v if v > 0 else negative_slope * v, x)
+
+
+def leaky_relu_backward(dy, x, negative_slope=0.01):
+    """``dx = dy if x > 0 else alpha dy``."""
+    return _elementwise(lambda g, v: g if v > 0 else negative_slope * g, dy, x)
+
+
+def elu_forward(x, alpha=1.0):
+    """``y = x if x > 0 else alpha (e^x - 1)``."""
+    return _elementwise(lambda v: v if v > 0 else alpha * (math.exp(v) - 1), x)
+
+
+def elu_backward(dy, x, alpha=1.0):
+    """``dx = dy if x > 0 else dy alpha e^x``."""
+    return _elementwise(lambda g, v: g if v > 0 else g * alpha * math.exp(v), dy, x)
+
+
+def dropout_forward(x, keep, p):
+    """``y = x * keep / (1 - p)`` for a given 0/1 mask ``keep``."""
+    return _elementwise(lambda v, k: v * k / (1 - p) if p < 1 else 0.0, x, keep)
+
+
+def dropout_backward(dy, keep, p):
+    """``dx = dy * keep / (1 - p)``."""
+    return _elementwise(lambda g, k: g * k / (1 - p) if p < 1 else 0.0, dy, keep)
+
+
 def sigmoid_forward(x):
     """``y = 1 / (1 + e^-x)``."""
     return _elementwise(lambda v: 1 / (1 + math.exp(-v)), x)

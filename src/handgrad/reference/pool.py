@@ -49,3 +49,67 @@ def maxpool2d_backward(dy, indices, x_shape):
         row, col = divmod(int(indices[n, c, i, j]), width)
         dx[n, c, row, col] += dy[n, c, i, j]
     return dx
+
+
+def avgpool2d_forward(
+    x, kernel_size, stride=None, padding=0, mode="xcorr", center=None, ceil_mode=False, count_include_pad=True
+):
+    """``Y[n,c,i,j] = (1 / M) sum`` of the window's cells, M counting the cells inside the padded input
+    (``count_include_pad``) or inside the input.  Returns (y, M) with M of shape (H_out, W_out)."""
+    stride = kernel_size if stride is None else stride
+    window = Window.of(kernel_size, stride, padding, mode, center, ceil_mode=ceil_mode)
+    n_, c_, h, w = x.shape
+    out = window.output_size(h, w)
+    (top, bottom), (left, right) = window.padding
+    y, divisor = np.zeros((n_, c_, *out)), np.zeros(out)
+    for i, j in product(*map(range, out)):
+        for a, b in product(*map(range, window.kernel)):
+            row = _read_position(i, a, window.stride[0], window.center[0], window.mode) - top
+            col = _read_position(j, b, window.stride[1], window.center[1], window.mode) - left
+            if count_include_pad:
+                counted = -top <= row < h + bottom and -left <= col < w + right
+            else:
+                counted = 0 <= row < h and 0 <= col < w
+            divisor[i, j] += counted
+            if 0 <= row < h and 0 <= col < w:
+                for n, c in product(range(n_), range(c_)):
+                    y[n, c, i, j] += x[n, c, row, col]
+    return y / divisor, divisor
+
+
+def avgpool2d_backward(
+    dy, x_shape, kernel_size, stride=None, padding=0, mode="xcorr", center=None, ceil_mode=False, count_include_pad=True
+):
+    """``dX[n,c,row,col] += dY[n,c,i,j] / M[i,j]`` for every input cell of every window."""
+    stride = kernel_size if stride is None else stride
+    window = Window.of(kernel_size, stride, padding, mode, center, ceil_mode=ceil_mode)
+    _, divisor = avgpool2d_forward(
+        np.zeros(x_shape), kernel_size, stride, padding, mode, center, ceil_mode, count_include_pad
+    )
+    (top, _), (left, _) = window.padding
+    h, w = x_shape[2:]
+    dx = np.zeros(x_shape)
+    for n, c, i, j in product(*map(range, dy.shape)):
+        for a, b in product(*map(range, window.kernel)):
+            row = _read_position(i, a, window.stride[0], window.center[0], window.mode) - top
+            col = _read_position(j, b, window.stride[1], window.center[1], window.mode) - left
+            if 0 <= row < h and 0 <= col < w:
+                dx[n, c, row, col] += dy[n, c, i, j] / divisor[i, j]
+    return dx
+
+
+def global_avgpool2d_forward(x):
+    """``y[n,c] = (1/HW) sum_{h,w} x[n,c,h,w]``."""
+    n_, c_, h, w = x.shape
+    y = np.zeros((n_, c_))
+    for n, c, r, q in product(*map(range, x.shape)):
+        y[n, c] += x[n, c, r, q] / (h * w)
+    return y
+
+
+def global_avgpool2d_backward(dy, x_shape):
+    """``dx[n,c,h,w] = dy[n,c] / HW``."""
+    dx = np.zeros(x_shape)
+    for n, c, r, q in product(*map(range, x_shape)):
+        dx[n, c, r, q] = dy[n, c] / (x_shape[2] * x_shape[3])
+    return dx
