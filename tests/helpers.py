@@ -7,12 +7,16 @@ from itertools import product
 import numpy as np
 
 
-def rel_error(actual, expected) -> float:
-    """``max |actual - expected| / max |expected|`` (the absolute error where expected is all zero)."""
+def rel_error(actual, expected, floor=0.0) -> float:
+    """``max |actual - expected| / max(max |expected|, floor)`` (the absolute error where both are zero).
+
+    ``floor`` is the scale below which values count as zero: a gradient that is zero in exact arithmetic
+    (a bias before batch normalisation) holds only rounding noise, whose relative error means nothing.
+    """
     actual, expected = np.asarray(actual, dtype=np.float64), np.asarray(expected, dtype=np.float64)
     if actual.shape != expected.shape:
         return np.inf
-    scale = np.max(np.abs(expected), initial=0.0)
+    scale = max(np.max(np.abs(expected), initial=0.0), floor)
     return float(np.max(np.abs(actual - expected), initial=0.0) / (scale if scale > 0 else 1.0))
 
 
@@ -28,9 +32,9 @@ def describe(name, actual, expected, config) -> str:
     return text + f"\nactual:\n{actual}\nexpected:\n{expected}"
 
 
-def assert_close(actual, expected, rtol, name="value", config=None) -> float:
+def assert_close(actual, expected, rtol, name="value", config=None, floor=0.0) -> float:
     """Assert the relative error is below ``rtol`` and return it (tests report the worst one)."""
-    error = rel_error(actual, expected)
+    error = rel_error(actual, expected, floor)
     assert error <= rtol, describe(name, actual, expected, config)
     return error
 

@@ -155,3 +155,23 @@ def test_a_crash_during_a_save_leaves_the_last_good_checkpoint(tmp_path, monkeyp
         assert path.read_bytes() == good
         assert sorted(p.name for p in tmp_path.iterdir()) == [runs.CHECKPOINT]  # no temporary file left
     np.testing.assert_array_equal(runs.load_model(tmp_path)[0].forward(x), model.forward(x))
+
+
+def test_running_statistics_are_saved_and_restored(tmp_path):
+    from test_model import _residual_model
+
+    from handgrad import Sequential  # noqa: F401  (the model type)
+
+    rng = np.random.default_rng(0)
+    model = _residual_model(rng, np.float32)
+    model.forward(rng.standard_normal((4, 1, 8, 8)).astype(np.float32))  # move the running statistics
+    optimizer = make_optimizer("sgd", model.params, 0.01)
+    runs.save_state(tmp_path, model, optimizer, runs.TrainConfig(), 1, rng, Normalizer(), ["a", "b", "c"])
+    state = runs.load_state(tmp_path)
+    fresh = _residual_model(np.random.default_rng(1), np.float32)
+    runs.restore(state, fresh)
+    for key, value in model.buffers.items():
+        np.testing.assert_array_equal(fresh.buffers[key], value)
+    del state.tensors["buffers.1.body.1.running_var"]
+    with pytest.raises(CheckpointError, match=r"running statistics.*missing \['1.body.1.running_var'\]"):
+        runs.restore(state, _residual_model(np.random.default_rng(1), np.float32))

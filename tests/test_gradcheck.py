@@ -225,6 +225,15 @@ def test_a_whole_model(rng, record):
     assert {check.name for check in result.checks} == {"x", *model.params}
 
 
+def test_residual_blocks(rng, record):
+    from test_model import _residual_model
+
+    model = _residual_model(rng)
+    for mode in ("train", "eval"):
+        getattr(model, mode)()
+        assert_passes(gradcheck(model, rng.standard_normal((2, 1, 6, 6))), mode, record, "Residual")
+
+
 class _SigmoidWithWrongBackward(Sigmoid):
     def _backward(self, dy, y, input_grad):
         return dy * y, {}  # forgets the (1 - y) factor

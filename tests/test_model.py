@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from handgrad import Sequential
 from handgrad.layers import Conv2D, Flatten, Linear, MaxPool2D, ReLU
@@ -121,3 +122,62 @@ def test_predict_keeps_nothing_and_matches_forward(rng):
     assert all(a is b for a, b in zip(before, [layer._cache for layer in model]))  # predict kept nothing
     assert len(caches) == len(model)
     np.testing.assert_array_equal(model.predict(x), y)
+
+
+def _residual_model(rng, dtype=np.float64):
+    from handgrad.layers import BatchNorm2D, GlobalAvgPool2D, Residual
+
+    kw = {"dtype": dtype, "rng": rng}
+    return Sequential(
+        [
+            Conv2D(1, 4, 3, padding=1, **kw),
+            Residual(
+                [
+                    Conv2D(4, 4, 3, padding=1, **kw),
+                    BatchNorm2D(4, dtype=dtype),
+                    ReLU(),
+                    Conv2D(4, 4, 3, padding=1, **kw),
+                ]
+            ),
+            Residual([Conv2D(4, 6, 3, stride=2, padding=1, **kw), ReLU()], projection=Conv2D(4, 6, 1, stride=2, **kw)),
+            GlobalAvgPool2D(),
+            Linear(6, 3, **kw),
+        ]
+    )
+
+
+def test_residual_backward_sums_both_paths(rng):
+    from handgrad.layers import Residual
+
+    body = Sequential([Conv2D(2, 2, 3, padding=1, dtype=np.float64, rng=rng), ReLU()])
+    block = Residual(body)
+    x = rng.standard_normal((2, 2, 5, 5))
+    y = block.forward(x)
+    np.testing.assert_array_equal(y, body.forward(x) + x)
+    dy = rng.standard_normal(y.shape)
+    dx = block.backward(dy)
+    body.forward(x)
+    np.testing.assert_allclose(dx, body.backward(dy) + dy, rtol=1e-14)
+
+
+def test_residual_blocks_inside_a_model(rng):
+    model = _residual_model(rng)
+    assert "1.body.0.weight" in model.params and "2.projection.weight" in model.params
+    assert "1.body.1.running_mean" in model.buffers
+    assert model.output_shape((2, 1, 8, 8)) == (2, 3) == model.forward(rng.standard_normal((2, 1, 8, 8))).shape
+    assert model.eval() is model and not model[1].body[1].training
+    assert "Residual" in model.summary((1, 8, 8))
+    from handgrad.model import named_leaves
+
+    names = [name for name, _ in named_leaves(model)]
+    assert names[:3] == ["0", "1.body.0", "1.body.1"] and "2.projection" in names
+
+
+def test_residual_shape_mismatch_is_explained(rng):
+    from handgrad.layers import Residual
+
+    block = Residual([Conv2D(2, 3, 3, dtype=np.float64, rng=rng)])
+    with pytest.raises(
+        ValueError, match=r"the body gives shape \(1, 3, 3, 3\) but the skip path \(1, 2, 5, 5\); give a projection"
+    ):
+        block.forward(np.zeros((1, 2, 5, 5)))

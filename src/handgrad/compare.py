@@ -18,6 +18,8 @@ import numpy as np
 from . import presets
 from .data import Normalizer, batch_indices
 from .data import load as load_dataset
+from .layers import Dropout
+from .model import named_leaves
 from .optim import make_optimizer
 
 # (loss per step, parameters after every step) by dtype: float64 agrees to rounding; float32 is looser
@@ -98,6 +100,12 @@ def compare(config: CompareConfig, dataset=None, data_dir=None, log=print) -> Co
 
     rng = np.random.default_rng(config.seed)
     model, loss = presets.build(config.model, rng, dtype)
+    dropout = [name for name, layer in named_leaves(model) if isinstance(layer, Dropout) and layer.p > 0]
+    if dropout:
+        raise ValueError(
+            f"compare: {config.model} has dropout ({', '.join(dropout)}): PyTorch draws its own masks, so the two "
+            f"cannot follow one trajectory; compare a model without dropout"
+        )
     module = tb.to_torch_module(model)  # the same network with the same initial weights
     optimizer = make_optimizer(config.optimizer, model.params, config.lr, config.momentum, config.weight_decay)
     torch_optimizer = tb.torch_optimizer(optimizer, model, module)

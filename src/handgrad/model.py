@@ -5,6 +5,19 @@ from __future__ import annotations
 import numpy as np
 
 
+def named_leaves(layer, prefix: str = ""):
+    """``(name, layer)`` for every layer that is not a container, depth first: ``"3"``, ``"4.body.0"``...
+
+    Containers (Sequential, Residual) say what they hold through ``named_children()``.
+    """
+    children = getattr(layer, "named_children", None)
+    if children is None:
+        yield prefix.rstrip("."), layer
+        return
+    for name, child in children():
+        yield from named_leaves(child, f"{prefix}{name}.")
+
+
 class Sequential:
     """A chain of layers with the layer interface: ``forward``, ``backward``, ``params``, ``grads``.
 
@@ -98,6 +111,9 @@ class Sequential:
         widths = [max(len(row[k]) for row in rows) for k in range(5)]
         align = ("<", "<", "<", ">", ">")
         return "\n".join("  ".join(f"{cell:{a}{w}}" for cell, a, w in zip(row, align, widths)).rstrip() for row in rows)
+
+    def named_children(self):
+        return [(str(i), layer) for i, layer in enumerate(self.layers)]
 
     def __getitem__(self, index):
         return self.layers[index]

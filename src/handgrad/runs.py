@@ -4,7 +4,7 @@
 
     runs/NAME/
       config.json               the TrainConfig, for people to read
-      checkpoint.safetensors    weights, optimiser state, epoch, configuration, RNG state (after each epoch)
+      checkpoint.safetensors    weights, running statistics, optimiser state, epoch, configuration, RNG state
       metrics.jsonl             one JSON object per finished epoch
 """
 
@@ -89,6 +89,7 @@ def save_state(run_dir, model, optimizer, config, epoch, rng, normalizer, classe
     opt_tensors, opt_meta = optimizer.state_dict()
     tensors = {
         **{f"model.{k}": v for k, v in model.params.items()},
+        **{f"buffers.{k}": v for k, v in model.buffers.items()},
         **{f"optimizer.{k}": v for k, v in opt_tensors.items()},
     }
     meta = {
@@ -122,13 +123,16 @@ def load_state(run_dir) -> RunState:
 def restore(state: RunState, model, optimizer=None, rng=None, where="checkpoint") -> None:
     """Load weights (and optimiser and RNG state) into live objects; nothing changes unless all of it fits."""
     params = checkpoint.strip_prefix(state.tensors, "model.")
+    buffers = checkpoint.strip_prefix(state.tensors, "buffers.")
     checkpoint.check_params(model.params, params, where)
+    checkpoint.check_params(model.buffers, buffers, f"{where} (running statistics)")
     if optimizer is not None:
         try:  # checks everything before it changes anything
             optimizer.load_state_dict(checkpoint.strip_prefix(state.tensors, "optimizer."), state.meta["optimizer"])
         except (ValueError, KeyError) as error:
             raise checkpoint.CheckpointError(f"{where}: {error}") from None
     checkpoint.copy_params(model.params, params, where)  # cannot fail once checked
+    checkpoint.copy_params(model.buffers, buffers, where)
     if rng is not None:
         rng.bit_generator.state = state.meta["rng"]
 

@@ -14,7 +14,9 @@ The mapping, layer by layer:
 - ``AvgPool2D``: ``AvgPool2d`` for the windows it expresses (origin centre, cross-correlation placement,
   padding at most half the window); ``GlobalAvgPool2D``: ``AdaptiveAvgPool2d(1)`` then ``Flatten``.
 - ``Linear``: handgrad's ``(in, out)`` weight is the transpose of ``nn.Linear``'s ``(out, in)``.
-- ``ReLU``, ``Sigmoid``, ``Tanh``, ``Flatten``, ``Softmax`` (over dim 1): their ``torch.nn`` namesakes.
+- ``BatchNorm2D``/``1D`` (with their running statistics), ``Dropout``, ``ReLU``, ``LeakyReLU``, ``ELU``,
+  ``Sigmoid``, ``Tanh``, ``Flatten``, ``Softmax`` (over dim 1): their ``torch.nn`` namesakes; ``Residual``:
+  :class:`TorchResidual`.  Dropout draws its own masks in PyTorch, so models with it agree only in eval mode.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ except ImportError:  # pragma: no cover - exercised in a subprocess by the tests
     ) from None
 
 from . import layers as L
-from .model import Sequential
+from .model import Sequential, named_leaves
 
 TORCH_DTYPES = {np.dtype(np.float32): torch.float32, np.dtype(np.float64): torch.float64}
 
@@ -105,13 +107,34 @@ def _avgpool(layer: L.AvgPool2D) -> nn.Module:
     return nn.AvgPool2d(w.kernel, w.stride, padding, w.ceil_mode, layer.count_include_pad)
 
 
+def _batchnorm(layer) -> nn.Module:
+    cls = nn.BatchNorm2d if isinstance(layer, L.BatchNorm2D) else nn.BatchNorm1d
+    return cls(layer.num_features, eps=layer.eps, momentum=layer.momentum, affine="weight" in layer.params)
+
+
+class TorchResidual(nn.Module):
+    """``body(x) + x``, or ``body(x) + projection(x)``: handgrad's Residual in PyTorch."""
+
+    def __init__(self, body: nn.Module, projection: nn.Module | None):
+        super().__init__()
+        self.body, self.projection = body, projection
+
+    def forward(self, x):
+        return self.body(x) + (x if self.projection is None else self.projection(x))
+
+
 _MODULES = {
     L.Conv2D: _conv,
     L.MaxPool2D: _pool,
     L.AvgPool2D: _avgpool,
     L.GlobalAvgPool2D: lambda layer: nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten()),
     L.Linear: lambda layer: nn.Linear(layer.in_features, layer.out_features, bias="bias" in layer.params),
+    L.BatchNorm2D: _batchnorm,
+    L.BatchNorm1D: _batchnorm,
+    L.Dropout: lambda layer: nn.Dropout(layer.p),
     L.ReLU: lambda layer: nn.ReLU(),
+    L.LeakyReLU: lambda layer: nn.LeakyReLU(layer.negative_slope),
+    L.ELU: lambda layer: nn.ELU(layer.alpha),
     L.Sigmoid: lambda layer: nn.Sigmoid(),
     L.Tanh: lambda layer: nn.Tanh(),
     L.Flatten: lambda layer: nn.Flatten(),
@@ -119,9 +142,34 @@ _MODULES = {
 }
 
 
+def _build(layer, where: str) -> nn.Module:
+    if isinstance(layer, Sequential):
+        return nn.Sequential(*(_build(part, f"{where}{i}.") for i, part in enumerate(layer)))
+    if isinstance(layer, L.Residual):
+        projection = None if layer.projection is None else _build(layer.projection, f"{where}projection.")
+        return TorchResidual(_build(layer.body, f"{where}body."), projection)
+    if type(layer) not in _MODULES:
+        raise ValueError(
+            f"to_torch_module: layer {where.rstrip('.')} ({type(layer).__name__}) has no PyTorch counterpart here"
+        )
+    module = _MODULES[type(layer)](layer)
+    module.train(layer.training)
+    return module
+
+
 def _torch_layer(module: nn.Module) -> nn.Module:
     """The module that holds the parameters (the Conv2d inside a pad-then-convolve Sequential)."""
     return module[-1] if isinstance(module, nn.Sequential) else module
+
+
+def _leaves(model, module: nn.Module):
+    """(name prefix, handgrad layer, torch module holding its parameters) for every leaf layer, in order."""
+    for name, layer in named_leaves(model):
+        try:
+            sub = module.get_submodule(name) if name else module
+        except AttributeError:
+            raise ValueError(f"the torch module has no layer {name!r} where the handgrad model has one") from None
+        yield (f"{name}." if name else ""), layer, _torch_layer(sub)
 
 
 def _swap_layout(layer, name, value: np.ndarray) -> np.ndarray:
@@ -134,13 +182,9 @@ def _swap_layout(layer, name, value: np.ndarray) -> np.ndarray:
 
 
 def to_torch_module(model: Sequential) -> nn.Module:
-    """An ``nn.Sequential`` that computes what ``model`` computes, with ``model``'s parameters and dtype."""
-    modules = []
-    for i, layer in enumerate(model):
-        if type(layer) not in _MODULES:
-            raise ValueError(f"to_torch_module: layer {i} ({type(layer).__name__}) has no PyTorch counterpart here")
-        modules.append(_MODULES[type(layer)](layer))
-    module = nn.Sequential(*modules)
+    """An ``nn.Sequential`` that computes what ``model`` computes, with ``model``'s parameters, running
+    statistics, dtype and training mode."""
+    module = _build(model, "")
     dtypes = {p.dtype for p in model.params.values()} or {np.dtype(np.float32)}
     if len(dtypes) != 1:
         raise ValueError(f"to_torch_module: the model mixes parameter dtypes {sorted(map(str, dtypes))}")
@@ -149,35 +193,27 @@ def to_torch_module(model: Sequential) -> nn.Module:
     return module
 
 
-def _pairs(model: Sequential, module: nn.Module):
-    """(handgrad layer, torch layer) for each layer with parameters, in order."""
-    if len(module) != len(model):
-        raise ValueError(f"the torch module has {len(module)} layers, the handgrad model {len(model)}")
-    return [(layer, _torch_layer(m)) for layer, m in zip(model, module) if layer.params]
-
-
 def to_torch(model: Sequential, module: nn.Module) -> None:
-    """Copy handgrad's parameters into a module built by :func:`to_torch_module`."""
+    """Copy handgrad's parameters and buffers into a module built by :func:`to_torch_module`."""
     with torch.no_grad():
-        for layer, target in _pairs(model, module):
-            for name, value in layer.params.items():
+        for _, layer, target in _leaves(model, module):
+            for name, value in {**layer.params, **layer.buffers}.items():
                 getattr(target, name).copy_(torch.from_numpy(np.ascontiguousarray(_swap_layout(layer, name, value))))
 
 
 def from_torch(model: Sequential, module: nn.Module) -> None:
-    """Copy a module's parameters (built by :func:`to_torch_module`) into handgrad's, in place."""
-    for layer, source in _pairs(model, module):
-        for name, value in layer.params.items():
+    """Copy a module's parameters and buffers (built by :func:`to_torch_module`) into handgrad's, in place."""
+    for _, layer, source in _leaves(model, module):
+        for name, value in {**layer.params, **layer.buffers}.items():
             np.copyto(value, _swap_layout(layer, name, getattr(source, name).detach().cpu().numpy()))
 
 
 def _named_from_torch(model: Sequential, module: nn.Module, gradients: bool) -> dict[str, np.ndarray]:
     named = {}
-    for i, layer in enumerate(model):
-        source = _torch_layer(module[i])
+    for prefix, layer, source in _leaves(model, module):
         for name in layer.params:
             tensor = getattr(source, name).grad if gradients else getattr(source, name)
-            named[f"{i}.{name}"] = _swap_layout(layer, name, tensor.detach().cpu().numpy())
+            named[f"{prefix}{name}"] = _swap_layout(layer, name, tensor.detach().cpu().numpy())
     return named
 
 
@@ -195,40 +231,46 @@ def load_state_dict(model: Sequential, state_dict: dict) -> None:
     """Load a torch ``state_dict`` of a matching architecture into ``model``.
 
     The entries are taken module by module in their order (``"0.weight"``, ``"0.bias"``, ``"3.weight"``...),
-    one module per handgrad layer with parameters; names, counts and shapes are checked before anything
-    is copied.  A plain ``nn.Conv2d`` is a cross-correlation, so for a ``Conv2D`` in ``mode="conv"`` the
-    kernel is flipped, which keeps the function the module computed.
+    one module per handgrad layer with parameters or buffers (BatchNorm's running statistics;
+    ``num_batches_tracked`` is not used); names, counts and shapes are checked before anything is copied.
+    A plain ``nn.Conv2d`` is a cross-correlation, so for a ``Conv2D`` in ``mode="conv"`` the kernel is
+    flipped, which keeps the function the module computed.
     """
     groups: dict[str, dict[str, np.ndarray]] = {}
     for key, tensor in state_dict.items():
         prefix, _, name = key.rpartition(".")
-        groups.setdefault(prefix, {})[name] = tensor.detach().cpu().numpy()
-    layers = [(i, layer) for i, layer in enumerate(model) if layer.params]
-    if len(groups) != len(layers):
+        if name != "num_batches_tracked":
+            groups.setdefault(prefix, {})[name] = tensor.detach().cpu().numpy()
+    leaves = [
+        (prefix, layer) for prefix, layer, _ in _leaves(model, _build(model, "")) if layer.params or layer.buffers
+    ]
+    if len(groups) != len(leaves):
         raise ValueError(
-            f"load_state_dict: the state_dict holds {len(groups)} modules with parameters, the model {len(layers)}"
+            f"load_state_dict: the state_dict holds {len(groups)} modules with parameters, the model {len(leaves)}"
         )
-    values = {}
-    for (i, layer), (prefix, group) in zip(layers, groups.items()):
-        if set(group) != set(layer.params):
+    values = []
+    for (where, layer), (prefix, group) in zip(leaves, groups.items()):
+        targets = {**layer.params, **layer.buffers}
+        if set(group) != set(targets):
             raise ValueError(
-                f"load_state_dict: {prefix!r} holds {sorted(group)}, layer {i} ({type(layer).__name__}) needs {sorted(layer.params)}"
+                f"load_state_dict: {prefix!r} holds {sorted(group)}, layer {where.rstrip('.')} "
+                f"({type(layer).__name__}) needs {sorted(targets)}"
             )
         for name, value in group.items():
             value = _swap_layout(layer, name, value)
-            if value.shape != layer.params[name].shape:
+            if value.shape != targets[name].shape:
                 raise ValueError(
                     f"load_state_dict: '{prefix}.{name}' has shape {tuple(value.shape)} as handgrad lays it out, "
-                    f"layer {i} ({type(layer).__name__}) needs {layer.params[name].shape}"
+                    f"layer {where.rstrip('.')} ({type(layer).__name__}) needs {targets[name].shape}"
                 )
-            values[(i, name)] = value
-    for (i, name), value in values.items():
-        np.copyto(model[i].params[name], value)
+            values.append((targets[name], value))
+    for target, value in values:
+        np.copyto(target, value)
 
 
 def torch_parameters(model: Sequential, module: nn.Module) -> list:
     """The module's parameters in the order of ``model.params``."""
-    return [getattr(_torch_layer(module[i]), name) for i, layer in enumerate(model) for name in layer.params]
+    return [getattr(source, name) for _, layer, source in _leaves(model, module) for name in layer.params]
 
 
 def torch_loss(loss):

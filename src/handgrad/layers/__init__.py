@@ -5,6 +5,7 @@ from .base import Layer, ParamLayer
 from .conv import AvgPool2D, Conv2D, GlobalAvgPool2D, MaxPool2D
 from .linear import Linear
 from .norm import BatchNorm1D, BatchNorm2D
+from .residual import Residual
 
 __all__ = [
     "ELU",
@@ -21,6 +22,7 @@ __all__ = [
     "MaxPool2D",
     "ParamLayer",
     "ReLU",
+    "Residual",
     "Sigmoid",
     "Softmax",
     "Tanh",
