@@ -31,7 +31,10 @@ TRAIN_OPTIONS = {
     "step_size": {"type": int, "help": "epochs between decays of the step schedule (default: 1)"},
     "gamma": {"type": float, "help": "decay factor of the step schedule (default: 0.1)"},
     "seed": {"type": int, "help": "seed of the one generator behind weights and shuffling (default: 0)"},
-    "init": {"choices": list(INITIALIZERS), "help": "weight initialiser (default: default, PyTorch's)"},
+    "init": {
+        "choices": list(INITIALIZERS),
+        "help": "weight initialiser (default: the model's own: PyTorch's, He for fashion-cnn)",
+    },
     "normalization": {"choices": NORMALIZATIONS, "help": "standard: zero mean, unit variance (default); unit: x/255"},
     "dtype": {"choices": runs.DTYPES, "help": "parameter and activation dtype (default: float32)"},
     "train_limit": {"type": int, "metavar": "N", "help": "train on the first N training images only"},

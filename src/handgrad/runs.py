@@ -41,7 +41,7 @@ class TrainConfig:
     step_size: int = 1
     gamma: float = 0.1
     seed: int = 0
-    init: str = "default"
+    init: str | None = None  # None: the preset's own initialiser
     normalization: str = "standard"
     dtype: str = "float32"
     train_limit: int | None = None  # train on the first N training images only

@@ -14,19 +14,21 @@ from .._checks import as_float_array, check_same_shape
 
 
 class BatchNormCache(NamedTuple):
-    x_hat: np.ndarray  # the normalised input, same shape as X
-    inv_std: np.ndarray  # 1 / sqrt(var + eps), shaped to broadcast against X
-    gamma: np.ndarray | None  # shaped to broadcast against X; None without affine parameters
+    x_hat: np.ndarray  # (C, M): the normalised input, one row per channel
+    inv_std: np.ndarray  # (C, 1): 1 / sqrt(var + eps)
+    gamma: np.ndarray | None  # (C, 1); None without affine parameters
     training: bool  # the statistics came from the batch (True) or were running constants (False)
+    shape: tuple  # X's shape
 
 
-def _axes(x: np.ndarray) -> tuple[int, ...]:
-    return (0,) if x.ndim == 2 else (0, 2, 3)
+def _rows(a: np.ndarray) -> np.ndarray:
+    """(N, C) or (N, C, H, W) -> (C, M): one row per channel (free for channel-major convolution outputs)."""
+    return a.T if a.ndim == 2 else a.transpose(1, 0, 2, 3).reshape(a.shape[1], -1)
 
 
-def _per_channel(v: np.ndarray, x: np.ndarray) -> np.ndarray:
-    """(C,) -> shaped to broadcast against X's channel axis."""
-    return v.reshape((1, -1) + (1,) * (x.ndim - 2))
+def _unrows(rows: np.ndarray, shape: tuple) -> np.ndarray:
+    """The inverse of :func:`_rows`."""
+    return rows.T if len(shape) == 2 else rows.reshape(shape[1], shape[0], *shape[2:]).transpose(1, 0, 2, 3)
 
 
 def batchnorm_forward(x, gamma, beta, running_mean, running_var, training, momentum=0.1, eps=1e-5):
@@ -51,25 +53,30 @@ def batchnorm_forward(x, gamma, beta, running_mean, running_var, training, momen
     """
     where = "batchnorm"
     x = as_float_array(x, "x", where)
-    axes = _axes(x)
-    m = int(np.prod([x.shape[a] for a in axes]))
+    rows = _rows(x)  # (C, M)
+    m = rows.shape[1]
     if training:
         if m < 2:
             raise ValueError(
                 f"{where}: training needs more than one value per channel to estimate a variance, got x of shape {x.shape}"
             )
-        mean, var = x.mean(axis=axes), x.var(axis=axes)
+        mean = rows.mean(axis=1)
+        x_hat = rows - mean[:, None].astype(x.dtype)  # centred, normalised in place below
+        var = np.einsum("cm,cm->c", x_hat, x_hat) / m
         new_mean = (1 - momentum) * running_mean + momentum * mean
         new_var = (1 - momentum) * running_var + momentum * var * (m / (m - 1))
         running = (new_mean.astype(running_mean.dtype), new_var.astype(running_var.dtype))
     else:
         mean, var, running = running_mean, running_var, (running_mean, running_var)
-    inv_std = _per_channel(1 / np.sqrt(var + eps), x).astype(x.dtype)
-    x_hat = (x - _per_channel(mean, x).astype(x.dtype)) * inv_std
+        x_hat = rows - mean[:, None].astype(x.dtype)
+    inv_std = (1 / np.sqrt(var + eps)).astype(x.dtype)[:, None]  # (C, 1)
+    x_hat *= inv_std
     if gamma is None:
-        return x_hat, BatchNormCache(x_hat, inv_std, None, training), running
-    g = _per_channel(gamma, x)
-    return g * x_hat + _per_channel(beta, x), BatchNormCache(x_hat, inv_std, g, training), running
+        return _unrows(x_hat, x.shape), BatchNormCache(x_hat, inv_std, None, training, x.shape), running
+    g = gamma[:, None]
+    y = x_hat * g
+    y += beta[:, None]
+    return _unrows(y, x.shape), BatchNormCache(x_hat, inv_std, g, training, x.shape), running
 
 
 def batchnorm_backward(dy, cache: BatchNormCache):
@@ -80,23 +87,28 @@ def batchnorm_backward(dy, cache: BatchNormCache):
     In training mu and var depend on every X of the channel, and the chain rule through them gives::
 
         dX = (1 / sqrt(var + eps)) * (dX_hat - mean(dX_hat) - X_hat * mean(dX_hat * X_hat))
+           = (gamma_c / sqrt(var + eps)) * (dY - dbeta_c / M - X_hat * dgamma_c / M)
 
-    (means per channel over its M values).  In evaluation mode they are constants: ``dX = dX_hat / sqrt(var + eps)``.
+    (means per channel over its M values; the second line is the first with ``dX_hat = gamma dY``, and is
+    what is computed).  In evaluation mode they are constants: ``dX = gamma_c dY / sqrt(var + eps)``.
 
     Returns:
         dx, dgamma, dbeta (None for the last two without affine parameters).
     """
     where = "batchnorm_backward"
     dy = as_float_array(dy, "dy", where)
-    check_same_shape(dy, cache.x_hat.shape, "dy", where)
-    axes = _axes(dy)
-    dgamma = dbeta = None
-    dx_hat = dy
-    if cache.gamma is not None:
-        dbeta, dgamma = dy.sum(axis=axes), (dy * cache.x_hat).sum(axis=axes)
-        dx_hat = dy * cache.gamma
-    if not cache.training:
-        return dx_hat * cache.inv_std, dgamma, dbeta
-    mean_dx_hat = dx_hat.mean(axis=axes, keepdims=True)
-    mean_dx_hat_x_hat = (dx_hat * cache.x_hat).mean(axis=axes, keepdims=True)
-    return cache.inv_std * (dx_hat - mean_dx_hat - cache.x_hat * mean_dx_hat_x_hat), dgamma, dbeta
+    check_same_shape(dy, cache.shape, "dy", where)
+    rows = _rows(dy)  # (C, M)
+    m = rows.shape[1]
+    dbeta, dgamma = rows.sum(axis=1), np.einsum("cm,cm->c", rows, cache.x_hat)
+    scale = cache.inv_std if cache.gamma is None else cache.inv_std * cache.gamma  # (C, 1)
+    if cache.training:
+        dx = cache.x_hat * (-dgamma / m)[:, None]
+        dx += rows
+        dx -= (dbeta / m)[:, None]
+        dx *= scale
+    else:
+        dx = rows * scale
+    if cache.gamma is None:
+        return _unrows(dx, cache.shape), None, None
+    return _unrows(dx, cache.shape), dgamma, dbeta
