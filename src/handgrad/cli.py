@@ -13,6 +13,7 @@ import numpy as np
 from . import runs
 from .checkpoint import CheckpointError
 from .data import DATASETS, NORMALIZATIONS, IDXError
+from .explain import EXPLAINERS
 from .init import INITIALIZERS
 from .optim import OPTIMIZERS, SCHEDULES
 from .presets import PRESETS
@@ -69,6 +70,26 @@ def _parser() -> argparse.ArgumentParser:
     predict.add_argument(
         "--invert", action="store_true", help="invert grey levels (dark objects on a light background)"
     )
+    plot = commands.add_parser("plot", help="PNG figures of a run: curves, confusion matrix, filters, feature maps")
+    plot.add_argument("run", type=Path)
+    plot.add_argument("--data-dir", type=Path)
+    plot.add_argument("--limit", type=int, metavar="N", help="the confusion matrix on the first N test images only")
+
+    explain = commands.add_parser("explain", help="a layer's forward and backward pass worked out on small numbers")
+    explain.add_argument("layer", choices=list(EXPLAINERS))
+    explain.add_argument(
+        "--input",
+        type=_size,
+        help="conv, pool: HxW (default 3x3, 4x4); linear, batchnorm, residual: NxC; activations, softmax: K",
+    )
+    explain.add_argument("--kernel", type=_size, help="conv, pool: the kernel or window, kHxkW (default 2x2)")
+    explain.add_argument("--output", type=int, help="linear: output features (default 2)")
+    explain.add_argument("--stride", type=int)
+    explain.add_argument("--padding", type=int, default=0)
+    explain.add_argument("--mode", choices=["xcorr", "conv"], default="xcorr")
+    explain.add_argument("--center", type=_size, help="the kernel's centre element, as 'h,w' or 'hxw' (default 0,0)")
+    explain.add_argument("--markdown", action="store_true", help="Markdown with LaTeX formulas instead of text")
+
     compare = commands.add_parser("compare", help="train handgrad and the identical PyTorch model side by side")
     compare.add_argument("--model", choices=list(PRESETS), default="seed-cnn")
     compare.add_argument("--dataset", choices=list(DATASETS), default="fashion-mnist")
@@ -113,6 +134,56 @@ def _compare(args) -> int:
     print(f"curves: {out / 'compare.csv'}, {out / 'compare.png'}")
     print(result.verdict())
     return 0 if result.passed else 1
+
+
+def _size(text: str):
+    """'3x4' or '3,4' -> (3, 4); '3' -> 3."""
+    parts = text.replace(",", "x").split("x")
+    try:
+        values = tuple(int(p) for p in parts)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a size like 3x3 or 3, got {text!r}") from None
+    if len(values) not in (1, 2):
+        raise argparse.ArgumentTypeError(f"expected a size like 3x3 or 3, got {text!r}")
+    return values[0] if len(values) == 1 else values
+
+
+def _explain(args) -> int:
+    from . import explain
+
+    def pair(value, default):
+        value = default if value is None else value
+        return (value, value) if isinstance(value, int) else value
+
+    if args.layer in ("conv", "pool"):
+        size = pair(args.input, (3, 3) if args.layer == "conv" else (4, 4))
+        kwargs = {
+            "input_size": size,
+            "kernel_size": pair(args.kernel, (2, 2)),
+            "padding": args.padding,
+            "mode": args.mode,
+        }
+        kwargs.update(
+            stride=args.stride if args.stride is not None else (1 if args.layer == "conv" else None), center=args.center
+        )
+    elif args.layer in ("linear", "batchnorm", "residual"):
+        batch, features = pair(args.input, {"linear": (2, 3), "batchnorm": (4, 2), "residual": (2, 3)}[args.layer])
+        kwargs = {"batch": batch, ("in_features" if args.layer == "linear" else "features"): features}
+        if args.layer == "linear":
+            kwargs["out_features"] = args.output or 2
+    else:
+        kwargs = {"size": args.input if isinstance(args.input, int) else {"softmax": 3, "activations": 5}[args.layer]}
+    result = explain.EXPLAINERS[args.layer](**kwargs)
+    print(result.markdown() if args.markdown else result.text())
+    return 0 if result.ok else 1
+
+
+def _plot(args) -> int:
+    from .plots import plot_run
+
+    for path in plot_run(args.run, args.data_dir, args.limit):
+        print(path)
+    return 0
 
 
 def _train(args) -> int:
@@ -209,7 +280,14 @@ def _predict(args) -> int:
     return 0
 
 
-COMMANDS = {"train": _train, "evaluate": _evaluate, "predict": _predict, "compare": _compare}
+COMMANDS = {
+    "train": _train,
+    "evaluate": _evaluate,
+    "predict": _predict,
+    "plot": _plot,
+    "explain": _explain,
+    "compare": _compare,
+}
 
 
 def main(argv=None) -> int:

@@ -1,0 +1,125 @@
+"""handgrad explain: every number it prints is the fast kernel's."""
+
+from __future__ import annotations
+
+import re
+from itertools import product
+
+import numpy as np
+import pytest
+
+from handgrad import cli, explain
+from handgrad.explain import number
+
+LINE = re.compile(r"^\s*(?P<name>\w+)\[(?P<index>[\d,]+)\] = .* = (?P<value>-?[\d.]+(?:e[-+]?\d+)?)(?: at .*)?$")
+
+
+def assert_every_number_is_the_kernels(result: explain.Explanation):
+    assert result.ok, result.text()
+    text = result.text()
+    matched = 0
+    for step in result.steps:
+        if step.by_hand.dtype.kind == "f" and np.all(step.kernel == np.round(step.kernel)):
+            np.testing.assert_array_equal(step.by_hand, step.kernel, err_msg=step.name)  # integers: exactly
+        assert explain._grid(step.by_hand) in text
+        kernel = np.atleast_2d(step.kernel) if step.by_hand.ndim == 1 and step.kernel.ndim == 2 else step.kernel
+        for line in step.lines:
+            match = LINE.match(line)
+            if match and match["name"] == step.name:  # a worked cell of this result: "Y[0,1] = ... = 24"
+                index = tuple(int(i) for i in match["index"].split(","))
+                value = kernel[index] if len(index) == kernel.ndim else np.atleast_2d(kernel)[(0, *index)]
+                assert match["value"] == number(value), f"{line!r} but the kernel gives {value}"
+                matched += 1
+    assert matched >= result.steps[0].by_hand.size  # at least every cell of the first result was checked
+
+
+CONV_CASES = [
+    ((3, 3), (2, 2), 1, 0, "xcorr", None),
+    ((4, 5), (3, 2), 2, 1, "conv", (1, 1)),
+    ((5, 4), (3, 3), 2, 2, "xcorr", (2, 0)),
+    ((3, 3), (1, 2), 3, 1, "conv", (0, 1)),
+]
+
+
+@pytest.mark.parametrize("case", CONV_CASES, ids=str)
+def test_conv(case):
+    assert_every_number_is_the_kernels(explain.conv(*case))
+
+
+def test_conv_every_centre_and_mode():
+    for center, mode, stride in product(product(range(3), range(2)), ("xcorr", "conv"), (1, 2)):
+        assert explain.conv((4, 4), (3, 2), stride, 1, mode, center).ok
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        ((4, 4), (2, 2), None, 0, "xcorr", None),
+        ((5, 5), (3, 3), 2, 1, "conv", (1, 1)),
+        ((4, 6), (2, 3), 1, 0, "xcorr", (1, 2)),
+    ],
+    ids=str,
+)
+def test_pool(case):
+    assert_every_number_is_the_kernels(explain.pool(*case))
+
+
+@pytest.mark.parametrize(
+    "explainer, kwargs",
+    [
+        (explain.linear, {"batch": 2, "in_features": 3, "out_features": 2}),
+        (explain.linear, {"batch": 3, "in_features": 2, "out_features": 4}),
+        (explain.softmax, {"size": 3}),
+        (explain.softmax, {"size": 5}),
+        (explain.batchnorm, {"batch": 4, "features": 2}),
+        (explain.batchnorm, {"batch": 3, "features": 3}),
+        (explain.residual, {"batch": 2, "features": 3}),
+    ],
+)
+def test_linear_softmax_batchnorm_residual(explainer, kwargs):
+    assert_every_number_is_the_kernels(explainer(**kwargs))
+
+
+def test_activations():
+    result = explain.activations(7)
+    assert result.ok, result.text()
+    text = result.text()
+    for step in result.steps:
+        assert explain._grid(step.by_hand) in text
+
+
+def test_markdown_has_the_formulas_and_the_numbers():
+    result = explain.conv((3, 3), (2, 2), 1, 0, "conv", (1, 0))
+    md = result.markdown()
+    assert md.startswith("# True convolution") and r"\begin{bmatrix}" in md and "$$" in md
+    assert "`handgrad explain conv --input 3x3 --kernel 2x2 --mode conv --center 1,0`" in md
+    assert md.count("**yes**") == len(result.steps)
+
+
+def test_command_line(capsys):
+    assert (
+        cli.main(
+            [
+                "explain",
+                "conv",
+                "--input",
+                "3x3",
+                "--kernel",
+                "2x2",
+                "--stride",
+                "1",
+                "--mode",
+                "xcorr",
+                "--center",
+                "0,0",
+            ]
+        )
+        == 0
+    )
+    out = capsys.readouterr().out
+    assert "Y[0,0] = b + W[0,0]*Xp[0,0]" in out and out.count("yes") == 4
+    for layer in ("pool", "linear", "activations", "softmax", "batchnorm", "residual"):
+        assert cli.main(["explain", layer, "--markdown"]) == 0
+        assert "$$" in capsys.readouterr().out
+    assert cli.main(["explain", "conv", "--input", "2x2", "--kernel", "3x3"]) == 1
+    assert "larger than the padded input" in capsys.readouterr().err
