@@ -251,8 +251,7 @@ def pool(input_size=(4, 4), kernel_size=(2, 2), stride=None, padding=0, mode="xc
     command = _command("pool", input_size, kernel_size, stride, padding, mode, center)
     stride = kernel_size if stride is None else stride
     window = Window.of(kernel_size, stride, padding, mode, center, "explain pool")
-    out = window.output_size(*input_size, "explain pool")
-    window.check_every_window_sees_input(input_size, out, "explain pool")
+    out = window.pooled_size(*input_size, "explain pool")
     dy = _readable(out)
     (top, _), (left, _) = window.padding
     sign = 1 if mode == "xcorr" else -1

@@ -158,6 +158,12 @@ class Window:
             for n, k, s, p, d in zip((height, width), self.kernel, self.stride, self.padding, self.dilation)
         )
 
+    def pooled_size(self, height: int, width: int, where: str = "window") -> tuple[int, int]:
+        """``output_size`` for pooling, which also needs every window to hold an input cell."""
+        out = self.output_size(height, width, where)
+        self.check_every_window_sees_input((height, width), out, where)
+        return out
+
     def span(self, out_size: tuple[int, int]) -> tuple[int, int]:
         """``(H_out - 1)*S + D*(K - 1) + 1``: rows (columns) covered by all windows together."""
         return tuple((o - 1) * s + e for o, s, e in zip(out_size, self.stride, self.extent))

@@ -43,6 +43,15 @@ class MaxPool2DCache(NamedTuple):
         return rows * self.x_shape[3] + cols
 
 
+def _pooling(x, kernel_size, stride, padding, mode, center, dilation, ceil_mode, where):
+    """The checked input, the window (``stride=None``: the window size) and the output size of a pooling."""
+    x = as_float_array(x, "x", where)
+    check_shape(x, 4, "(N, C, H, W)", "x", where)
+    stride = kernel_size if stride is None else stride
+    window = Window.of(kernel_size, stride, padding, mode, center, where, dilation, ceil_mode)
+    return x, window, window.pooled_size(*x.shape[2:], where)
+
+
 def maxpool2d_forward(
     x, kernel_size, stride=None, padding=0, mode="xcorr", center=None, dilation=1, ceil_mode=False, winners=True
 ):
@@ -71,14 +80,8 @@ def maxpool2d_forward(
     Returns:
         y: (N, C, H_out, W_out), and the cache for :func:`maxpool2d_backward`.
     """
-    where = "maxpool2d"
-    x = as_float_array(x, "x", where)
-    check_shape(x, 4, "(N, C, H, W)", "x", where)
-    stride = kernel_size if stride is None else stride
-    window = Window.of(kernel_size, stride, padding, mode, center, where, dilation, ceil_mode)
+    x, window, out = _pooling(x, kernel_size, stride, padding, mode, center, dilation, ceil_mode, "maxpool2d")
     n, c, h, w = x.shape
-    out = window.output_size(h, w, where)
-    window.check_every_window_sees_input((h, w), out, where)
     kw = window.kernel[1]
 
     x_c = x.transpose(1, 0, 2, 3)  # (C, N, H, W), the memory order of a convolution's output
@@ -231,14 +234,8 @@ def avgpool2d_forward(
     Returns:
         y: (N, C, H_out, W_out), and the cache for :func:`avgpool2d_backward`.
     """
-    where = "avgpool2d"
-    x = as_float_array(x, "x", where)
-    check_shape(x, 4, "(N, C, H, W)", "x", where)
-    stride = kernel_size if stride is None else stride
-    window = Window.of(kernel_size, stride, padding, mode, center, where, ceil_mode=ceil_mode)
+    x, window, out = _pooling(x, kernel_size, stride, padding, mode, center, 1, ceil_mode, "avgpool2d")
     n, c, h, w = x.shape
-    out = window.output_size(h, w, where)
-    window.check_every_window_sees_input((h, w), out, where)
     divisor = _cells_counted(window, (h, w), out, count_include_pad).astype(x.dtype)
     x_c = x.transpose(1, 0, 2, 3)  # (C, N, H, W)
     y = np.zeros((c, n, *out), dtype=x.dtype)

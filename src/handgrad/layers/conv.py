@@ -105,7 +105,20 @@ class Conv2D(ParamLayer):
         return text
 
 
-class MaxPool2D(Layer):
+class _Pool(Layer):
+    """What the pooling layers share: a window, its output size, and its description."""
+
+    window: Window
+
+    def output_shape(self, input_shape):
+        n, c, h, w = input_shape
+        return (n, c, *self.window.pooled_size(h, w, type(self).__name__))
+
+    def extra_repr(self):
+        return _window_repr(self.window)
+
+
+class MaxPool2D(_Pool):
     """Max-pooling with Conv2D's window placement; ``stride=None`` means the window size.
 
     After a forward, ``indices`` (N, C, H_out, W_out) holds ``h*W + w`` of each window's maximum.  In
@@ -116,12 +129,6 @@ class MaxPool2D(Layer):
         super().__init__()
         stride = kernel_size if stride is None else stride
         self.window = Window.of(kernel_size, stride, padding, mode, center, "MaxPool2D", dilation, ceil_mode)
-
-    def output_shape(self, input_shape):
-        n, c, h, w = input_shape
-        out = self.window.output_size(h, w, "MaxPool2D")
-        self.window.check_every_window_sees_input((h, w), out, "MaxPool2D")
-        return (n, c, *out)
 
     def flops(self, input_shape):
         """One comparison per window cell."""
@@ -148,7 +155,7 @@ class MaxPool2D(Layer):
         return _window_repr(self.window)
 
 
-class AvgPool2D(Layer):
+class AvgPool2D(_Pool):
     """Average-pooling with MaxPool2D's window placement; padding counts as zeros (``count_include_pad``)."""
 
     def __init__(
@@ -158,12 +165,6 @@ class AvgPool2D(Layer):
         stride = kernel_size if stride is None else stride
         self.window = Window.of(kernel_size, stride, padding, mode, center, "AvgPool2D", ceil_mode=ceil_mode)
         self.count_include_pad = bool(count_include_pad)
-
-    def output_shape(self, input_shape):
-        n, c, h, w = input_shape
-        out = self.window.output_size(h, w, "AvgPool2D")
-        self.window.check_every_window_sees_input((h, w), out, "AvgPool2D")
-        return (n, c, *out)
 
     def flops(self, input_shape):
         """One addition per window cell, and a division per output."""
@@ -179,7 +180,7 @@ class AvgPool2D(Layer):
         return F.avgpool2d_backward(dy, cache), {}
 
     def extra_repr(self):
-        return _window_repr(self.window) + ("" if self.count_include_pad else ", count_include_pad=False")
+        return super().extra_repr() + ("" if self.count_include_pad else ", count_include_pad=False")
 
 
 class GlobalAvgPool2D(Layer):
