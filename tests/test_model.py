@@ -181,3 +181,14 @@ def test_residual_shape_mismatch_is_explained(rng):
         ValueError, match=r"the body gives shape \(1, 3, 3, 3\) but the skip path \(1, 2, 5, 5\); give a projection"
     ):
         block.forward(np.zeros((1, 2, 5, 5)))
+
+
+def test_predict_never_writes_the_callers_input():
+    from handgrad.layers import Dropout
+
+    x = np.linspace(-1, 1, 24).reshape(2, 3, 4)
+    before = x.copy()
+    for layers in ([Flatten(), ReLU()], [Dropout(0.5), ReLU()], [ReLU(), ReLU()]):
+        y = Sequential(layers).predict(x)
+        np.testing.assert_array_equal(x, before)
+        np.testing.assert_array_equal(y.reshape(x.shape), np.maximum(before, 0))

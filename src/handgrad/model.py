@@ -39,9 +39,15 @@ class Sequential:
     __call__ = forward
 
     def predict(self, x) -> np.ndarray:
-        """The output for inference, keeping nothing for a backward pass (the layers' caches are untouched)."""
+        """The output for inference, keeping nothing for a backward pass (the layers' caches are untouched).
+
+        Layers that can (ReLU) write their output over the previous layer's, which nothing else holds; never
+        over the caller's ``x`` or a view of it (what Flatten or an evaluation-mode Dropout pass on).
+        """
+        given = x
         for layer in self.layers:
-            x = layer.predict(x)
+            in_place = hasattr(layer, "predict_in_place") and not np.may_share_memory(x, given)
+            x = layer.predict_in_place(x) if in_place else layer.predict(x)
         return x
 
     def backward(self, dy, input_grad: bool = True) -> np.ndarray | None:

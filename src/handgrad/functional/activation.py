@@ -11,9 +11,9 @@ import numpy as np
 from .._checks import as_float_array, check_same_shape, check_shape
 
 
-def relu(x):
-    """``Y = max(X, 0)``, the value alone (for inference)."""
-    return np.maximum(as_float_array(x, "x", "relu"), 0)
+def relu(x, out=None):
+    """``Y = max(X, 0)``, the value alone (for inference); ``out=x`` computes it in place."""
+    return np.maximum(as_float_array(x, "x", "relu"), 0, out=out)
 
 
 def relu_forward(x):

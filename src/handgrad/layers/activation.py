@@ -18,6 +18,11 @@ class ReLU(Layer):
     def predict(self, x):
         return F.relu(x)
 
+    def predict_in_place(self, x):
+        """``predict`` written over ``x``, for an input nobody else holds (Sequential.predict's temporaries)."""
+        x = np.asarray(x)
+        return F.relu(x, out=x) if x.dtype.kind == "f" and x.flags.writeable else F.relu(x)
+
     def _backward(self, dy, cache, input_grad):
         return F.relu_backward(dy, cache), {}
 
