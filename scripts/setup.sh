@@ -1,5 +1,5 @@
 # Sourced by the scripts beside it: a virtual environment in .venv with handgrad installed (with the
-# extras named in $1), and Fashion-MNIST from the Debian package when it is missing and apt is at hand.
+# extras named in $1, which callers always give), and Fashion-MNIST from the Debian package when it is missing and apt is at hand.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
