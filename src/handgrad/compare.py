@@ -88,9 +88,9 @@ def _batches(n, batch_size, rng):
 
 def compare(config: CompareConfig, dataset=None, data_dir=None, log=print) -> CompareResult:
     """Train handgrad and PyTorch in lockstep for ``config.steps`` steps and measure how far they part."""
-    import torch
+    from . import torch_bridge as tb  # without PyTorch, it says how to install it
 
-    from . import torch_bridge as tb
+    torch = tb.torch
 
     dtype = np.dtype(config.dtype)
     data = dataset if dataset is not None else load_dataset(config.dataset, data_dir)

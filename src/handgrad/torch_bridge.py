@@ -28,8 +28,8 @@ try:
     from torch import nn
 except ImportError:  # pragma: no cover - exercised in a subprocess by the tests
     raise ImportError(
-        "handgrad.torch_bridge needs PyTorch, which handgrad does not install by itself: "
-        "pip install 'handgrad[torch]' (PyTorch 2.13.0, CPU is enough)"
+        "handgrad.torch_bridge (and handgrad compare) needs PyTorch, which handgrad does not install by itself: "
+        "pip install 'handgrad[compare]' (PyTorch 2.13.0, CPU is enough, and matplotlib for the plot)"
     ) from None
 
 from . import layers as L
