@@ -1,11 +1,12 @@
 """2-D convolution and cross-correlation: forward and hand-derived backward, vectorised.
 
-Notation: X (N, C, H, W) input, W (O, C, kH, kW) kernel, B (O,) bias, Y (N, O, H_out, W_out) output;
-S stride, P padding, c = (c_h, c_w) the kernel's centre element; Xp is X zero-padded by P on every side,
-and a read outside Xp counts as zero.  Geometry and output sizes live in :mod:`handgrad.shapes`.
+Notation: X (N, C, H, W) input, W (O, C/G, kH, kW) kernel (G groups), B (O,) bias, Y (N, O, H_out, W_out)
+output; S stride, P padding, D dilation, c = (c_h, c_w) the kernel's centre element; Xp is X padded by P
+(with zeros, or as a padding mode fills it), and a read outside Xp counts as zero.  Geometry and output
+sizes live in :mod:`handgrad.shapes`.
 
-Layout.  The work is one matrix product per pass over the "columns" of the input,
-``cols[(c,a,b), (n,i,j)] = Xq[n, c, i*S_h + a, j*S_w + b]`` (im2col), with the channel axis first:
+Layout.  The work is one matrix product per group and pass over the "columns" of the input,
+``cols[(c,a,b), (n,i,j)] = Xq[n, c, i*S_h + D_h*a, j*S_w + D_w*b]`` (im2col), with the channel axis first:
 ``Y = W (O x C*kH*kW) @ cols (C*kH*kW x N*H_out*W_out)`` gives Y channel-major, so the returned
 (N, O, H_out, W_out) arrays are views of (O, N, H_out, W_out) memory; the next layer reads them as they are.
 In this orientation every output is the same dot product in the same order, so identical input patches
@@ -41,7 +42,7 @@ class Conv2DCache(NamedTuple):
 
 
 def im2col(x: np.ndarray, window: Window, out: tuple[int, int], dtype, workspace=None) -> np.ndarray:
-    """``cols[c, a, b, n, i, j] = Xq[n, c, i*S_h + a, j*S_w + b]``, zero where that is padding.
+    """``cols[c, a, b, n, i, j] = Xq[n, c, i*S_h + D_h*a, j*S_w + D_w*b]``, zero where that is padding.
 
     x: (N, C, H, W) -> (C, kH, kW, N, H_out, W_out), one strided copy per kernel cell.
     """
