@@ -224,17 +224,14 @@ def _train(args) -> int:
 
 
 def _evaluate(args) -> int:
-    from .data import load as load_dataset
-    from .evaluate import evaluate, report
+    from .evaluate import evaluate_run, report
 
-    model, loss, state = runs.load_model(args.run)
-    data = load_dataset(state.config.dataset, args.data_dir)
-    images, labels = data.test_images[: args.limit], data.test_labels[: args.limit]
-    test_loss, _, predictions = evaluate(model, loss, images, labels, state.normalizer, np.dtype(state.config.dtype))
+    result = evaluate_run(args.run, args.data_dir, args.limit)
+    state = result.state
     print(
-        f"{args.run}: {state.config.model} after {state.epoch} epochs on the {data.spec.title} test set; loss {test_loss:.4f}"
+        f"{args.run}: {state.config.model} after {state.epoch} epochs on the {result.title} test set; loss {result.loss:.4f}"
     )
-    print(report(labels, predictions, state.classes))
+    print(report(result.labels, result.predictions, state.classes))
     return 0
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from .functional import softmax_forward
@@ -27,6 +29,31 @@ def evaluate(model, loss, images, labels, normalizer, dtype, batch_size: int = E
         predictions.append(out.argmax(axis=1))
     predictions = np.concatenate(predictions)
     return total / len(images), float(np.mean(predictions == labels)), predictions
+
+
+@dataclass
+class RunEvaluation:
+    """A saved run evaluated on (the first ``limit`` images of) its dataset's test set."""
+
+    model: object
+    state: object  # runs.RunState
+    title: str  # the dataset's name
+    images: np.ndarray
+    labels: np.ndarray
+    loss: float
+    predictions: np.ndarray
+
+
+def evaluate_run(run_dir, data_dir=None, limit=None) -> RunEvaluation:
+    """Load a run's model (in evaluation mode) and its test images, and evaluate it on them."""
+    from . import runs
+    from .data import load as load_dataset
+
+    model, loss, state = runs.load_model(run_dir)
+    data = load_dataset(state.config.dataset, data_dir)
+    images, labels = data.test_images[:limit], data.test_labels[:limit]
+    value, _, predictions = evaluate(model, loss, images, labels, state.normalizer, np.dtype(state.config.dtype))
+    return RunEvaluation(model, state, data.spec.title, images, labels, value, predictions)
 
 
 def confusion_matrix(labels: np.ndarray, predictions: np.ndarray, num_classes: int) -> np.ndarray:

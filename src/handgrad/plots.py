@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from . import runs
-from .evaluate import confusion_matrix, evaluate
+from .evaluate import confusion_matrix, evaluate_run
 from .model import named_leaves
 
 DPI = 100
@@ -127,25 +127,21 @@ def feature_maps(model, image: np.ndarray, x: np.ndarray, out: Path, plt) -> Pat
 
 def plot_run(run_dir, data_dir=None, limit=None) -> list[Path]:
     """Write every figure of a run into ``run_dir/plots`` and return their paths."""
-    from .data import load as load_dataset
-
     plt = _pyplot()
     run_dir = Path(run_dir)
-    model, loss, state = runs.load_model(run_dir)
-    data = load_dataset(state.config.dataset, data_dir)
-    dtype = np.dtype(state.config.dtype)
-    images, labels = data.test_images[:limit], data.test_labels[:limit]
+    result = evaluate_run(run_dir, data_dir, limit)
+    model, state, images = result.model, result.state, result.images
     out = run_dir / "plots"
     out.mkdir(exist_ok=True)
     written = []
     metrics = runs.read_metrics(run_dir)
     if metrics:
         written.append(curves(metrics, out, plt))
-    _, _, predictions = evaluate(model, loss, images, labels, state.normalizer, dtype)
-    written.append(confusion(labels, predictions, state.classes, out, plt))
+    written.append(confusion(result.labels, result.predictions, state.classes, out, plt))
     first = filters(model, out, plt)
     if first is not None:
         written.append(first)
-    written.append(feature_maps(model, images[0], state.normalizer(images[:1], dtype), out, plt))
+    x = state.normalizer(images[:1], np.dtype(state.config.dtype))
+    written.append(feature_maps(model, images[0], x, out, plt))
     plt.close("all")
     return written
