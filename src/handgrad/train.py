@@ -47,8 +47,8 @@ def train(config: runs.TrainConfig, run_dir, *, resume=False, dataset=None, data
 
     # data
     data = dataset if dataset is not None else load_dataset(config.dataset, data_dir)
-    train_x, train_y = _first(data.train_images, data.train_labels, config.train_limit)
-    test_x, test_y = _first(data.test_images, data.test_labels, config.test_limit)
+    train_x, train_y = data.train_images[: config.train_limit], data.train_labels[: config.train_limit]
+    test_x, test_y = data.test_images[: config.test_limit], data.test_labels[: config.test_limit]
     normalizer = Normalizer.fit(train_x, config.normalization)
     log(f"data: {data.spec.title} from {data.source}: {len(train_x):,} training and {len(test_x):,} test images")
 
@@ -139,7 +139,3 @@ def _train_epoch(model, loss, optimizer, batches, steps, description, progress):
         rate = seen / (time.perf_counter() - began)
         bar.set_postfix(loss=f"{loss_sum / seen:.4f}", acc=f"{correct / seen:.4f}", img_s=f"{rate:.0f}", refresh=False)
     return loss_sum / seen, correct / seen, time.perf_counter() - began
-
-
-def _first(images, labels, limit):
-    return (images, labels) if limit is None else (images[:limit], labels[:limit])
