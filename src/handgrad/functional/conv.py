@@ -230,7 +230,9 @@ def conv2d_forward(
         window = Window(window.kernel, window.stride, ((0, 0), (0, 0)), window.center, window.mode, window.dilation)
 
     if window.mode == "conv":
-        w = w[:, :, ::-1, ::-1]  # conv(W, c) == xcorr(rot180(W), K-1-c); cell_reads already uses K-1-c
+        # conv(W, c) == xcorr(rot180(W), K-1-c); cell_reads already uses K-1-c.  Contiguous once, so
+        # that every chunk and the backward pass reshape it for free.
+        w = np.ascontiguousarray(w[:, :, ::-1, ::-1])
     o, n = w.shape[0], x.shape[0]
     rows = _rows(window, x.shape[2:], out) if window.stride == (1, 1) else None
     run = out[0] * (rows.length if rows else out[1])  # columns per image
@@ -260,14 +262,15 @@ def conv2d_backward(dy, cache: Conv2DCache, input_grad: bool = True):
     """Gradients of :func:`conv2d_forward`, as the derivation gives them::
 
         dB[o]        = sum_{n,i,j} dY[n,o,i,j]                                   (one bias per feature map)
-        dW[o,c,a,b]  = sum_{n,i,j} dY[n,o,i,j] * Xq[n, c, i*S_h + a, j*S_w + b]     (X correlated with dY)
-        dXq[n,c,u,v] = sum_{o,a,b} Dp[n,o,u + a, v + b] * W[o, c, kH-1-a, kW-1-b]
+        dW[o,c,a,b]  = sum_{n,i,j} dY[n,o,i,j] * Xq[n, c, i*S_h + D_h*a, j*S_w + D_w*b]   (X correlated with dY)
+        dXq[n,c,u,v] = sum_{o,a,b} Dp[n,o,u + D_h*a, v + D_w*b] * W[o, c, kH-1-a, kW-1-b]
 
-    The last line is the *full* correlation of the stride-dilated gradient ``D`` (dY with ``S - 1`` zeros
-    between neighbours; ``Dp`` is ``D`` padded by ``K - 1``) with the 180-degree rotated kernel.  Only the
-    cells of ``D`` that hold a gradient contribute, so it is computed as the sum over kernel cells (a, b)
-    of ``sum_o W[o, c, a, b] * dY[n, o, i, j]`` added onto input cell ``(i*S_h + a, j*S_w + b)``: the
-    matrix product ``dcols = W^T dY`` and :func:`col2im`.  (:mod:`handgrad.reference.derivation` computes it
+    (with groups, c and o run over one group's channels).  The last line is the *full* correlation of the
+    stride-dilated gradient ``D`` (dY with ``S - 1`` zeros between neighbours; ``Dp`` is ``D`` padded by
+    ``D*(K - 1)``) with the 180-degree rotated kernel.  Only the cells of ``D`` that hold a gradient
+    contribute, so it is computed as the sum over kernel cells (a, b) of ``sum_o W[o, c, a, b] * dY[n, o, i, j]``
+    added onto input cell ``(i*S_h + D_h*a, j*S_w + D_w*b)``: the matrix product ``dcols = W^T dY`` and
+    :func:`col2im`.  (:mod:`handgrad.reference.derivation` computes it
     literally, dilation and padding included; the tests hold both to the loops.)  Input cells that no
     window reads get zero.  For ``mode="conv"`` the kernel was flipped, so dW is flipped back.
 
@@ -277,7 +280,7 @@ def conv2d_backward(dy, cache: Conv2DCache, input_grad: bool = True):
         input_grad: False skips dX (for a first layer, whose input needs no gradient) and returns None for it.
 
     Returns:
-        dx (N, C, H, W) or None, dw (O, C, kH, kW), db (O,) or None when the forward had no bias.
+        dx (N, C, H, W) or None, dw (O, C/G, kH, kW), db (O,) or None when the forward had no bias.
     """
     where = "conv2d_backward"
     dy = as_float_array(dy, "dy", where)
