@@ -9,6 +9,7 @@ rise of the peak resident set size (``VmHWM``, reset through ``/proc/self/clear_
 size once the model and the batch exist.
 
 Run:  python benchmarks/bench.py            (about two minutes on a 2-core machine)
+      python benchmarks/bench.py --threads 1   (both libraries on one core: PyTorch's threads and OpenBLAS's)
 """
 
 from __future__ import annotations
@@ -140,9 +141,10 @@ def memory_child(framework: str, workload: str, mode: str) -> None:
     print(json.dumps({"peak_bytes": _status("VmHWM") - baseline}))
 
 
-def peak_memory(framework: str, workload: str, mode: str) -> float:
+def peak_memory(framework: str, workload: str, mode: str, threads: int | None) -> float:
+    threads = [] if threads is None else ["--threads", str(threads)]
     out = subprocess.run(
-        [sys.executable, __file__, "--memory-child", framework, workload, mode],
+        [sys.executable, __file__, *threads, "--memory-child", framework, workload, mode],
         capture_output=True,
         text=True,
         check=True,
@@ -153,10 +155,21 @@ def peak_memory(framework: str, workload: str, mode: str) -> float:
 def machine() -> str:
     with open("/proc/cpuinfo") as f:
         cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), "?")
+    blas = os.environ.get(BLAS_THREADS, "one per core")
     return (
-        f"{cpu}, {os.cpu_count()} cores; Python {platform.python_version()}, NumPy {np.__version__}, "
-        f"PyTorch {torch.__version__} ({torch.get_num_threads()} threads)"
+        f"{cpu}, {os.cpu_count()} cores; Python {platform.python_version()}, NumPy {np.__version__} "
+        f"(BLAS threads: {blas}), PyTorch {torch.__version__} ({torch.get_num_threads()} threads)"
     )
+
+
+BLAS_THREADS = "OPENBLAS_NUM_THREADS"  # read once, when NumPy loads its OpenBLAS
+
+
+def restart_with_blas_threads(threads: int) -> None:
+    """Run this script again with NumPy's OpenBLAS limited to ``threads`` (it reads the setting only at load)."""
+    if os.environ.get(BLAS_THREADS) != str(threads):
+        os.environ[BLAS_THREADS] = str(threads)
+        os.execv(sys.executable, [sys.executable, __file__, *sys.argv[1:]])
 
 
 def main(argv=None) -> None:
@@ -164,9 +177,16 @@ def main(argv=None) -> None:
     parser.add_argument("--blocks", type=int, default=7, help="timed blocks per case (median taken)")
     parser.add_argument("--block-seconds", type=float, default=0.6)
     parser.add_argument("--no-memory", action="store_true")
+    parser.add_argument(
+        "--threads", type=int, help="threads for both libraries (default: one per core); 1 compares one core each"
+    )
     parser.add_argument("--memory-child", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    torch.set_num_threads(os.cpu_count())
+    if args.threads is not None:
+        if args.threads < 1:
+            parser.error(f"--threads must be >= 1, got {args.threads}")
+        restart_with_blas_threads(args.threads)
+    torch.set_num_threads(args.threads or os.cpu_count())
     if args.memory_child:
         memory_child(*args.memory_child)
         return
@@ -185,7 +205,7 @@ def main(argv=None) -> None:
             )
             memory = ("", "")
             if not args.no_memory:
-                memory = tuple(f"{peak_memory(fw, workload, mode):.1f}" for fw in ("handgrad", "PyTorch"))
+                memory = tuple(f"{peak_memory(fw, workload, mode, args.threads):.1f}" for fw in ("handgrad", "PyTorch"))
             name = f"{workload}, batch {batch}, {mode}"
             print(
                 f"| {name} | {ours:,.0f} | {theirs:,.0f} | {ours / theirs:.2f} | {memory[0]} | {memory[1]} |",

@@ -1,0 +1,30 @@
+"""The benchmark script runs and reports what it measured (its speed is not tested: benchmarks are not tests)."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parents[1] / "benchmarks" / "bench.py"
+
+
+def run_bench(*args):
+    quick = ["--blocks", "1", "--block-seconds", "0.01", "--no-memory"]
+    return subprocess.run([sys.executable, str(BENCH), *quick, *args], capture_output=True, text=True, check=False)
+
+
+def test_one_core_each_limits_both_libraries_and_prints_every_workload():
+    result = run_bench("--threads", "1")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert "BLAS threads: 1" in lines[0] and "(1 threads)" in lines[0]
+    rows = [line for line in lines if line.startswith(("| seed CNN", "| wide CNN"))]
+    assert len(rows) == 4
+    for row in rows:
+        ours, theirs, ratio = (float(cell.replace(",", "")) for cell in row.split("|")[2:5])
+        assert ours > 0 and theirs > 0 and abs(ratio - ours / theirs) < 0.01 + 0.01 * ratio
+
+
+def test_bad_thread_count_is_refused():
+    result = run_bench("--threads", "0")
+    assert result.returncode == 2
+    assert "--threads must be >= 1, got 0" in result.stderr
