@@ -33,6 +33,7 @@ from handgrad.losses import SoftmaxCrossEntropy
 from handgrad.optim import SGD
 
 LR = 0.01
+BLAS_THREADS = "OPENBLAS_NUM_THREADS"  # read once, when NumPy loads its OpenBLAS
 SETTLE_SECONDS = 0.2  # between blocks: the other library's worker threads stop spin-waiting for work
 
 
@@ -142,9 +143,9 @@ def memory_child(framework: str, workload: str, mode: str) -> None:
 
 
 def peak_memory(framework: str, workload: str, mode: str, threads: int | None) -> float:
-    threads = [] if threads is None else ["--threads", str(threads)]
+    limit = [] if threads is None else ["--threads", str(threads)]
     out = subprocess.run(
-        [sys.executable, __file__, *threads, "--memory-child", framework, workload, mode],
+        [sys.executable, __file__, *limit, "--memory-child", framework, workload, mode],
         capture_output=True,
         text=True,
         check=True,
@@ -162,14 +163,11 @@ def machine() -> str:
     )
 
 
-BLAS_THREADS = "OPENBLAS_NUM_THREADS"  # read once, when NumPy loads its OpenBLAS
-
-
-def restart_with_blas_threads(threads: int) -> None:
-    """Run this script again with NumPy's OpenBLAS limited to ``threads`` (it reads the setting only at load)."""
+def restart_with_blas_threads(threads: int, argv: list[str]) -> None:
+    """Run this script again, with ``argv``, with NumPy's OpenBLAS limited to ``threads`` (read only at load)."""
     if os.environ.get(BLAS_THREADS) != str(threads):
         os.environ[BLAS_THREADS] = str(threads)
-        os.execv(sys.executable, [sys.executable, __file__, *sys.argv[1:]])
+        os.execv(sys.executable, [sys.executable, __file__, *argv])
 
 
 def main(argv=None) -> None:
@@ -181,11 +179,12 @@ def main(argv=None) -> None:
         "--threads", type=int, help="threads for both libraries (default: one per core); 1 compares one core each"
     )
     parser.add_argument("--memory-child", nargs=3, help=argparse.SUPPRESS)
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = parser.parse_args(argv)
     if args.threads is not None:
         if args.threads < 1:
             parser.error(f"--threads must be >= 1, got {args.threads}")
-        restart_with_blas_threads(args.threads)
+        restart_with_blas_threads(args.threads, argv)
     torch.set_num_threads(args.threads or os.cpu_count())
     if args.memory_child:
         memory_child(*args.memory_child)
