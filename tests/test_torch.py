@@ -187,6 +187,18 @@ def test_maxpool2d_options(rng, record):
         )
 
 
+@pytest.mark.parametrize("kernel, stride", [(2, 2), (3, 3), (3, 2)])  # tiling windows, then overlapping ones
+@pytest.mark.parametrize("training", [True, False])
+def test_maxpool2d_nan_wins_its_window_as_in_pytorch(rng, kernel, stride, training):
+    x = distinct_values(rng, (2, 3, 9, 9))
+    x.flat[rng.choice(x.size, size=40, replace=False)] = np.nan  # windows with one NaN, several, or none
+    layer = MaxPool2D(kernel, stride).train(training)
+    y = layer.forward(x)
+    ty, tindices = TF.max_pool2d(torch.from_numpy(x), kernel, stride, return_indices=True)
+    np.testing.assert_array_equal(y, ty.numpy())  # NaN where PyTorch has NaN
+    np.testing.assert_array_equal(layer.indices, tindices.numpy())
+
+
 def test_avgpool2d(rng, record):
     """The windows PyTorch's AvgPool2d expresses: origin centre, cross-correlation placement, padding at most
     half the window, with ceil_mode and count_include_pad.  (Other centres are checked by the loops and gradcheck.)"""
