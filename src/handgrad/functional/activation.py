@@ -18,9 +18,13 @@ def relu(x, out=None):
 
 def relu_forward(x):
     """``Y = max(X, 0)``.  Returns y and the cache: the mask ``[X > 0]``, all the derivative needs
-    (a quarter of Y's size, so Y itself may be freed once the next layer is done with it)."""
-    x = as_float_array(x, "x", "relu")
-    return relu(x), x > 0
+    (a quarter of Y's size, so Y itself may be freed once the next layer is done with it).
+
+    The mask is read off Y, since ``Y > 0`` exactly where ``X > 0`` (NaN included: neither holds); Y is
+    contiguous where X may be a strided view, and NumPy compares contiguous memory faster.
+    """
+    y = relu(as_float_array(x, "x", "relu"))
+    return y, y > 0
 
 
 def relu_backward(dy, positive):
