@@ -141,6 +141,28 @@ def test_maxpool2d_matches_loops(rng, record):
         np.testing.assert_array_equal(F.maxpool2d_backward(dy, lazy), dx)
 
 
+def test_layers_reusing_their_scratch_memory_match_the_loops(rng):
+    """Conv2D and MaxPool2D keep scratch buffers from one call to the next: every call, whatever came before
+    (another input, another batch size, evaluation mode), still gives the loops' answer."""
+    from handgrad.layers import Conv2D, MaxPool2D
+
+    conv, pool = Conv2D(2, 3, 3, padding=1, dtype=np.float64, rng=rng), MaxPool2D(2)
+    w, b = conv.params["weight"], conv.params["bias"]
+    for n, training in [(3, True), (3, True), (1, True), (3, False), (3, True)]:
+        x = distinct_values(rng, (n, 2, 6, 6))
+        y = conv.forward(x)
+        np.testing.assert_allclose(y, R.conv2d_forward(x, w, b, 1, 1), rtol=RTOL)
+        pool.train(training)
+        pooled = pool.forward(y)
+        ry, indices = R.maxpool2d_forward(y, 2)
+        np.testing.assert_array_equal(pooled, ry)
+        np.testing.assert_array_equal(pool.indices, indices)
+        dy = rng.uniform(-1, 1, size=pooled.shape)
+        dx = conv.backward(pool.backward(dy))
+        rx, _, _ = R.conv2d_backward(R.maxpool2d_backward(dy, indices, y.shape), x, w, 1, 1)
+        np.testing.assert_allclose(dx, rx, rtol=RTOL)
+
+
 def test_maxpool2d_ties_go_to_the_first_input_cell():
     x = np.zeros((1, 1, 4, 4))
     for mode in ("xcorr", "conv"):
