@@ -85,9 +85,9 @@ def test_conv2d_options_match_loops(rng, record):
 
 def test_conv2d_in_chunks_matches_loops(rng, monkeypatch):
     """The batch is processed in chunks of columns; tiny chunks (one image each) change nothing."""
-    from handgrad.functional import conv
+    from handgrad.functional import _scratch
 
-    monkeypatch.setattr(conv, "CHUNK_BYTES", 1)
+    monkeypatch.setattr(_scratch, "CHUNK_BYTES", 1)
     for _ in range(30):
         g = random_window_config(rng)
         x, w, b = (
@@ -161,6 +161,22 @@ def test_layers_reusing_their_scratch_memory_match_the_loops(rng):
         dx = conv.backward(pool.backward(dy))
         rx, _, _ = R.conv2d_backward(R.maxpool2d_backward(dy, indices, y.shape), x, w, 1, 1)
         np.testing.assert_allclose(dx, rx, rtol=RTOL)
+
+
+@pytest.mark.parametrize("chunk_bytes", [1, 1200])  # one channel at a time; two or three, the last chunk shorter
+def test_maxpool2d_in_chunks_matches_loops(rng, monkeypatch, chunk_bytes):
+    """Tiling windows are pooled a few channels at a time; the chunks change nothing, NaN and ties included."""
+    from handgrad.functional import _scratch
+
+    monkeypatch.setattr(_scratch, "CHUNK_BYTES", chunk_bytes)
+    for size, kernel in [((6, 6), 2), ((7, 5), 2), ((6, 9), 3), ((4, 6), (2, 3))]:
+        x = rng.integers(-3, 3, size=(2, 5, *size)).astype(float)  # many ties
+        x[0, 3, 1, 1] = x[1, 4, 0, 2] = np.nan
+        y, cache = F.maxpool2d_forward(x, kernel, workspace={})
+        ry, indices = R.maxpool2d_forward(np.nan_to_num(x, nan=np.inf), kernel)  # a NaN wins like +inf
+        np.testing.assert_array_equal(np.isnan(y), np.isinf(ry))
+        np.testing.assert_array_equal(y[~np.isnan(y)], ry[~np.isinf(ry)])
+        np.testing.assert_array_equal(cache.indices, indices)
 
 
 def test_maxpool2d_ties_go_to_the_first_input_cell():

@@ -5,11 +5,16 @@ the operating system, which returns them zero-filled page by page on the next st
 ``workspace`` dict and passes it down; a kernel takes each temporary from it when one of the same name,
 shape and dtype is there.  Results never depend on the workspace: a scratch array is fully written before
 it is read, and ``zeroed`` ones are cleared on every call.  Without a workspace (None) every call allocates.
+
+Kernels whose temporaries grow with the batch work through it in :func:`chunks`, so that each temporary
+stays in cache between the step that writes it and the one that reads it, and memory stays small.
 """
 
 from __future__ import annotations
 
 import numpy as np
+
+CHUNK_BYTES = 4 << 20  # temporaries of at most 4 MiB at a time: they stay in cache, and memory stays small
 
 
 def scratch(workspace: dict | None, name: str, shape: tuple, dtype) -> np.ndarray:
@@ -30,3 +35,11 @@ def zeroed(workspace: dict | None, name: str, shape: tuple, dtype) -> np.ndarray
     buffer = scratch(workspace, name, shape, dtype)
     buffer.fill(0)
     return buffer
+
+
+def chunks(count: int, bytes_each: int) -> list[slice]:
+    """``range(count)`` cut into about equal slices (the last may be shorter) whose items take at most
+    CHUNK_BYTES together, or one item each where a single item takes more."""
+    pieces = min(count, max(1, -(-count * bytes_each // CHUNK_BYTES)))
+    size = -(-count // pieces)
+    return [slice(start, min(count, start + size)) for start in range(0, count, size)]

@@ -23,7 +23,7 @@ from numpy.lib.stride_tricks import as_strided
 from .._checks import as_float_array, check_same_shape, check_shape, positive_int
 from ..shapes import Window
 from . import padding as padding_modes
-from ._scratch import scratch, zeroed
+from ._scratch import chunks, scratch, zeroed
 
 
 class Conv2DCache(NamedTuple):
@@ -37,7 +37,7 @@ class Conv2DCache(NamedTuple):
     x_shape: tuple  # the input's shape before any padding mode
     y_shape: tuple
     rows: Rows | None  # the flat layout of stride 1; None for other strides
-    chunks: list  # slices of the batch, each with columns of at most CHUNK_BYTES
+    chunks: list  # slices of the batch, each with columns of at most _scratch.CHUNK_BYTES
     workspace: dict | None  # scratch memory lent by the caller
 
 
@@ -56,9 +56,6 @@ def im2col(x: np.ndarray, window: Window, out: tuple[int, int], dtype, workspace
     for a, b, out_rows, out_cols, in_rows, in_cols in reads:
         cols[:, a, b, :, out_rows, out_cols] = x_c[:, :, in_rows, in_cols]
     return cols
-
-
-CHUNK_BYTES = 4 << 20  # columns of at most 4 MiB at a time: they stay in cache, and memory stays small
 
 
 class Rows(NamedTuple):
@@ -236,9 +233,9 @@ def conv2d_forward(
     o, n = w.shape[0], x.shape[0]
     rows = _rows(window, x.shape[2:], out) if window.stride == (1, 1) else None
     run = out[0] * (rows.length if rows else out[1])  # columns per image
-    chunks = _chunks(n, x.shape[1] * w[0, 0].size * run * dtype.itemsize)
+    batches = chunks(n, x.shape[1] * w[0, 0].size * run * dtype.itemsize)  # columns per image, in bytes
     y = np.empty((o, n * run), dtype=dtype)
-    for batch in chunks:
+    for batch in batches:
         cols = _columns(x[batch], window, rows, out, dtype, workspace)  # (C*kH*kW, batch*run)
         for w_g, cols_g, y_g in _groups(w, cols, y[:, batch.start * run : batch.stop * run], groups):
             np.matmul(w_g, cols_g, out=y_g)
@@ -246,7 +243,7 @@ def conv2d_forward(
         y += b[:, None]
     y = y.reshape(o, n, out[0], -1)[:, :, :, : out[1]].transpose(1, 0, 2, 3)  # (N, O, H_out, W_out)
     cache = Conv2DCache(
-        x, w, b is not None, window, groups, padding_mode, sides, x_shape, y.shape, rows, chunks, workspace
+        x, w, b is not None, window, groups, padding_mode, sides, x_shape, y.shape, rows, batches, workspace
     )
     return y, cache
 
@@ -320,13 +317,6 @@ def conv2d_backward(dy, cache: Conv2DCache, input_grad: bool = True):
         if cache.padding_mode != "zeros":  # each padded cell hands its gradient back to the cell it copied
             dx = padding_modes.pad_adjoint(dx, cache.sides, cache.padding_mode, cache.x_shape[2:])
     return dx, dw, db
-
-
-def _chunks(n: int, bytes_per_image: int) -> list[slice]:
-    """The batch cut into about equal slices whose columns take at most CHUNK_BYTES each."""
-    count = min(n, max(1, -(-n * bytes_per_image // CHUNK_BYTES)))
-    size = -(-n // count)
-    return [slice(start, min(n, start + size)) for start in range(0, n, size)]
 
 
 def _columns(x: np.ndarray, window: Window, rows: Rows | None, out: tuple[int, int], dtype, workspace) -> np.ndarray:

@@ -14,7 +14,7 @@ import numpy as np
 
 from .._checks import as_float_array, check_same_shape, check_shape
 from ..shapes import Window
-from ._scratch import scratch
+from ._scratch import chunks, scratch
 
 
 class MaxPool2DCache(NamedTuple):
@@ -99,7 +99,7 @@ def maxpool2d_forward(
     if not winners:
         return _maxima(x_c, window, out).transpose(1, 0, 2, 3), MaxPool2DCache(None, window, x.shape, x)
     if _tiles(window, (h, w), out):
-        y, cell = _tiled_forward(_window_cells(x_c, window.kernel, out, workspace))
+        y, cell = _tiled_forward(x_c, window.kernel, out, workspace)
         return y.transpose(1, 0, 2, 3), MaxPool2DCache(cell.transpose(1, 0, 2, 3), window, x.shape)
     y = np.full((c, n, *out), -np.inf, dtype=x.dtype)
     cell = np.full((c, n, *out), -1, dtype=_cell_dtype(window.kernel[0] * window.kernel[1]))  # -1: none seen yet
@@ -185,31 +185,31 @@ def _phases(a: np.ndarray, kernel: tuple[int, int], out: tuple[int, int]) -> np.
     return a[:, :, : h_out * kh, : w_out * kw].reshape(c, n, h_out, kh, w_out, kw).transpose(3, 5, 0, 1, 2, 4)
 
 
-def _window_cells(x_c: np.ndarray, kernel: tuple[int, int], out: tuple[int, int], workspace) -> np.ndarray:
-    """Tiling windows' cells as contiguous planes, (kH*kW, C, N, H_out, W_out): ``[a*kW + b, c, n, i, j] =
-    X[c, n, i*kH + a, j*kW + b]``.
+def _tiled_forward(x_c: np.ndarray, kernel: tuple[int, int], out: tuple[int, int], workspace):
+    """The maximum of tiling windows and the cell that won it, both (C, N, H_out, W_out).  Same results and
+    ties as the general loop.
 
-    One copy, after which every step runs on contiguous memory: NumPy compares and takes maxima there about
-    ten times faster than on the strided views of :func:`_phases`, whose neighbouring elements are kW apart.
-    (The maxima alone, for inference, are cheaper straight from the views: four maxima cost less than the copy.)
+    A few channels at a time, each window's cells are first copied into contiguous planes,
+    ``cells[a*kW + b, c, n, i, j] = X[c, n, i*kH + a, j*kW + b]``; then every step is a whole-chunk operation
+    on contiguous memory, where NumPy compares and takes maxima about ten times faster than on the strided
+    views of :func:`_phases` (neighbours kW apart).  The chunks keep the copy small enough to stay in cache.
+    (The maxima alone, for inference, cost less straight from the views than the copy: see :func:`_maxima`.)
     """
     (kh, kw), (c, n) = kernel, x_c.shape[:2]
-    cells = scratch(workspace, "window cells", (kh * kw, c, n, *out), x_c.dtype)
-    np.copyto(cells.reshape(kh, kw, c, n, *out), _phases(x_c, kernel, out))
-    return cells
-
-
-def _tiled_forward(cells: np.ndarray):
-    """The maximum of tiling windows from their cells (:func:`_window_cells`), one whole-batch step per
-    window cell.  Same results and ties as the general loop."""
-    y = cells[0].copy()
-    cell = np.zeros(y.shape, dtype=_cell_dtype(len(cells)))
-    for k in range(1, len(cells)):
-        _mark(cell, cells[k] > y, k)
-        np.maximum(y, cells[k], out=y)
-    if np.isnan(y).any():  # rare: a NaN wins its window (the last NaN, as in PyTorch)
-        for k in range(len(cells)):
-            np.copyto(cell, k, where=np.isnan(cells[k]))
+    y = np.empty((c, n, *out), dtype=x_c.dtype)
+    cell = np.zeros((c, n, *out), dtype=_cell_dtype(kh * kw))
+    parts = chunks(c, x_c[0].size * x_c.itemsize)
+    planes = scratch(workspace, "window cells", (kh * kw, parts[0].stop, n, *out), x_c.dtype)
+    for part in parts:
+        cells, best, won = planes[:, : part.stop - part.start], y[part], cell[part]
+        np.copyto(cells.reshape(kh, kw, *best.shape), _phases(x_c[part], kernel, out))
+        np.copyto(best, cells[0])
+        for k in range(1, kh * kw):
+            _mark(won, cells[k] > best, k)
+            np.maximum(best, cells[k], out=best)
+        if np.isnan(best).any():  # rare: a NaN wins its window (the last NaN, as in PyTorch)
+            for k in range(kh * kw):
+                np.copyto(won, k, where=np.isnan(cells[k]))
     return y, cell
 
 
