@@ -102,7 +102,7 @@ def maxpool2d_forward(
         y, cell = _tiled_forward(x_c, window.kernel, out, workspace)
         return y.transpose(1, 0, 2, 3), MaxPool2DCache(cell.transpose(1, 0, 2, 3), window, x.shape)
     y = np.full((c, n, *out), -np.inf, dtype=x.dtype)
-    cell = np.full((c, n, *out), -1, dtype=_cell_dtype(window.kernel[0] * window.kernel[1]))  # -1: none seen yet
+    cell = np.full((c, n, *out), -1, dtype=_cell_dtype(window.kernel))  # -1: no input cell seen yet
     for a, b, out_rows, out_cols, in_rows, in_cols in window.cell_reads((h, w), out):
         current, best, won = x_c[:, :, in_rows, in_cols], y[:, :, out_rows, out_cols], cell[:, :, out_rows, out_cols]
         wins = (current > best) | np.isnan(current) | (won < 0)  # a NaN wins, as in PyTorch
@@ -143,9 +143,8 @@ def maxpool2d_backward(dy, cache: MaxPool2DCache):
     return dx_c.transpose(1, 0, 2, 3)
 
 
-def _cell_dtype(cells: int):
-    """The smallest integer type that numbers ``cells`` window cells."""
-    return np.int8 if cells <= 127 else np.int32
+def _cell_dtype(kernel: tuple[int, int]):
+    return np.int8 if kernel[0] * kernel[1] <= 127 else np.int32
 
 
 def _mark(cell: np.ndarray, wins: np.ndarray, k: int) -> None:
@@ -197,8 +196,8 @@ def _tiled_forward(x_c: np.ndarray, kernel: tuple[int, int], out: tuple[int, int
     """
     (kh, kw), (c, n) = kernel, x_c.shape[:2]
     y = np.empty((c, n, *out), dtype=x_c.dtype)
-    cell = np.zeros((c, n, *out), dtype=_cell_dtype(kh * kw))
-    parts = chunks(c, x_c[0].size * x_c.itemsize)
+    cell = np.zeros((c, n, *out), dtype=_cell_dtype(kernel))
+    parts = chunks(c, x_c[0].size * x_c.itemsize)  # by the bytes of one channel's input
     planes = scratch(workspace, "window cells", (kh * kw, parts[0].stop, n, *out), x_c.dtype)
     for part in parts:
         cells, best, won = planes[:, : part.stop - part.start], y[part], cell[part]
