@@ -83,11 +83,12 @@ def test_conv2d_options_match_loops(rng, record):
         record("Conv2D options", "reference", *errors)
 
 
-def test_conv2d_in_chunks_matches_loops(rng, monkeypatch):
-    """The batch is processed in chunks of columns; tiny chunks (one image each) change nothing."""
+@pytest.mark.parametrize("chunk_bytes", [1, 3000])  # one output row at a time; a few, the last chunk shorter
+def test_conv2d_in_chunks_matches_loops(rng, monkeypatch, chunk_bytes):
+    """Columns are built a few output rows at a time; the chunks change nothing."""
     from handgrad.functional import _scratch
 
-    monkeypatch.setattr(_scratch, "CHUNK_BYTES", 1)
+    monkeypatch.setattr(_scratch, "CHUNK_BYTES", chunk_bytes)
     for _ in range(30):
         g = random_window_config(rng)
         x, w, b = (
@@ -96,8 +97,10 @@ def test_conv2d_in_chunks_matches_loops(rng, monkeypatch):
             rng.standard_normal(2),
         )
         hyper = (g["stride"], g["padding"], g["mode"], g["center"])
-        y, cache = F.conv2d_forward(x, w, b, *hyper)
-        assert len(cache.chunks) == 3
+        y, cache = F.conv2d_forward(x, w, b, *hyper, workspace={})
+        assert [i for part in cache.chunks for i in range(part.start, part.stop)] == list(range(y.shape[2]))
+        if chunk_bytes == 1:
+            assert len(cache.chunks) == y.shape[2]
         assert_close(y, R.conv2d_forward(x, w, b, *hyper), RTOL, "y", g)
         dy = rng.uniform(-1, 1, size=y.shape)
         for got, want, name in zip(
@@ -142,8 +145,8 @@ def test_maxpool2d_matches_loops(rng, record):
 
 
 def test_layers_reusing_their_scratch_memory_match_the_loops(rng):
-    """Conv2D and MaxPool2D keep scratch buffers from one call to the next: every call, whatever came before
-    (another input, another batch size, evaluation mode), still gives the loops' answer."""
+    """Conv2D keeps scratch buffers from one call to the next: every call, whatever came before (another input,
+    another batch size, evaluation mode), still gives the loops' answer, through a max-pooling between."""
     from handgrad.layers import Conv2D, MaxPool2D
 
     conv, pool = Conv2D(2, 3, 3, padding=1, dtype=np.float64, rng=rng), MaxPool2D(2)
@@ -163,16 +166,16 @@ def test_layers_reusing_their_scratch_memory_match_the_loops(rng):
         np.testing.assert_allclose(dx, rx, rtol=RTOL)
 
 
-@pytest.mark.parametrize("chunk_bytes", [1, 1200])  # one channel at a time; two or three, the last chunk shorter
-def test_maxpool2d_in_chunks_matches_loops(rng, monkeypatch, chunk_bytes):
-    """Tiling windows are pooled a few channels at a time; the chunks change nothing, NaN and ties included."""
-    from handgrad.functional import _scratch
-
-    monkeypatch.setattr(_scratch, "CHUNK_BYTES", chunk_bytes)
+@pytest.mark.parametrize("order", ["NCHW", "CHWN"])
+def test_maxpool2d_tiled_with_nan_and_ties_matches_loops(rng, order):
+    """Tiling windows, on inputs in either memory order (a caller's array, or a layer's output with the batch
+    innermost): the loops' answer, NaN and ties included."""
     for size, kernel in [((6, 6), 2), ((7, 5), 2), ((6, 9), 3), ((4, 6), (2, 3))]:
         x = rng.integers(-3, 3, size=(2, 5, *size)).astype(float)  # many ties
         x[0, 3, 1, 1] = x[1, 4, 0, 2] = np.nan
-        y, cache = F.maxpool2d_forward(x, kernel, workspace={})
+        if order == "CHWN":
+            x = np.ascontiguousarray(x.transpose(1, 2, 3, 0)).transpose(3, 0, 1, 2)
+        y, cache = F.maxpool2d_forward(x, kernel)
         ry, indices = R.maxpool2d_forward(np.nan_to_num(x, nan=np.inf), kernel)  # a NaN wins like +inf
         np.testing.assert_array_equal(np.isnan(y), np.isinf(ry))
         np.testing.assert_array_equal(y[~np.isnan(y)], ry[~np.isinf(ry)])

@@ -5,12 +5,13 @@ output; S stride, P padding, D dilation, c = (c_h, c_w) the kernel's centre elem
 (with zeros, or as a padding mode fills it), and a read outside Xp counts as zero.  Geometry and output
 sizes live in :mod:`handgrad.shapes`.
 
-Layout.  The work is one matrix product per group and pass over the "columns" of the input,
-``cols[(c,a,b), (n,i,j)] = Xq[n, c, i*S_h + D_h*a, j*S_w + D_w*b]`` (im2col), with the channel axis first:
-``Y = W (O x C*kH*kW) @ cols (C*kH*kW x N*H_out*W_out)`` gives Y channel-major, so the returned
-(N, O, H_out, W_out) arrays are views of (O, N, H_out, W_out) memory; the next layer reads them as they are.
-In this orientation every output is the same dot product in the same order, so identical input patches
-give bitwise identical outputs (max-pooling ties stay ties, as in PyTorch).
+Layout.  Images pass between layers as (N, C, H, W) views of (C, H, W, N) memory, batch innermost (see
+:mod:`._layout`).  The work is one matrix product per group and pass over the "columns" of the input,
+``cols[(c,a,b), (i,j,n)] = Xq[n, c, i*S_h + D_h*a, j*S_w + D_w*b]`` (im2col), channel axis first and batch
+last: ``Y = W (O x C*kH*kW) @ cols (C*kH*kW x H_out*W_out*N)`` gives Y as (O, H_out, W_out, N) memory, the
+order the next layer reads.  In this orientation every output is the same dot product in the same order, so
+identical input patches give bitwise identical outputs (max-pooling ties stay ties, as in PyTorch).  The
+columns are built a few output rows at a time, so that they stay in cache and memory stays small.
 """
 
 from __future__ import annotations
@@ -23,11 +24,12 @@ from numpy.lib.stride_tricks import as_strided
 from .._checks import as_float_array, check_same_shape, check_shape, positive_int
 from ..shapes import Window
 from . import padding as padding_modes
+from ._layout import batch_innermost, to_chwn, to_nchw
 from ._scratch import chunks, scratch, zeroed
 
 
 class Conv2DCache(NamedTuple):
-    x: np.ndarray  # (N, C, H, W): the input (padded, for a padding mode); columns are rebuilt from it
+    x_c: np.ndarray  # (C, H, W, N): the input (padded, for a padding mode); columns are rebuilt from it
     w: np.ndarray  # (O, C/G, kH, kW): the kernel as cross-correlated (flipped when mode="conv")
     has_bias: bool
     window: Window  # the window on x (no padding left when a padding mode padded x already)
@@ -37,34 +39,58 @@ class Conv2DCache(NamedTuple):
     x_shape: tuple  # the input's shape before any padding mode
     y_shape: tuple
     rows: Rows | None  # the flat layout of stride 1; None for other strides
-    chunks: list  # slices of the batch, each with columns of at most _scratch.CHUNK_BYTES
+    chunks: list  # slices of the output rows, each with columns of at most _scratch.CHUNK_BYTES
     workspace: dict | None  # scratch memory lent by the caller
 
 
-def im2col(x: np.ndarray, window: Window, out: tuple[int, int], dtype, workspace=None) -> np.ndarray:
-    """``cols[c, a, b, n, i, j] = Xq[n, c, i*S_h + D_h*a, j*S_w + D_w*b]``, zero where that is padding.
-
-    x: (N, C, H, W) -> (C, kH, kW, N, H_out, W_out), one strided copy per kernel cell.
-    """
-    n, c, h, w = x.shape
-    x_c = x.transpose(1, 0, 2, 3)  # (C, N, H, W): free when x is channel-major in memory
-    reads = list(window.cell_reads((h, w), out))
-    covers = len(reads) == window.kernel[0] * window.kernel[1] and all(
-        r[2] == slice(0, out[0]) and r[3] == slice(0, out[1]) for r in reads
-    )
-    cols = (scratch if covers else zeroed)(workspace, "columns", (c, *window.kernel, n, *out), dtype)
+def _in_rows(reads, part: slice, stride: int):
+    """The reads of :meth:`Window.cell_reads` restricted to the output rows in ``part``, which are counted
+    from ``part.start``."""
     for a, b, out_rows, out_cols, in_rows, in_cols in reads:
-        cols[:, a, b, :, out_rows, out_cols] = x_c[:, :, in_rows, in_cols]
+        first, last = max(out_rows.start, part.start), min(out_rows.stop, part.stop)
+        if first < last:
+            start = in_rows.start + (first - out_rows.start) * stride
+            in_part = slice(start, start + (last - first - 1) * stride + 1, stride)
+            yield a, b, slice(first - part.start, last - part.start), out_cols, in_part, in_cols
+
+
+def im2col(x_c: np.ndarray, window: Window, out: tuple[int, int], part: slice, dtype, workspace=None) -> np.ndarray:
+    """``cols[c, a, b, i, j, n] = Xq[n, c, i*S_h + D_h*a, j*S_w + D_w*b]`` for the output rows i in ``part``
+    (counted from ``part.start``), zero where that is padding.
+
+    x_c: (C, H, W, N) -> (C, kH, kW, rows in part, W_out, N), one strided copy per kernel cell.
+    """
+    c, h, w, n = x_c.shape
+    height = part.stop - part.start
+    reads = list(_in_rows(window.cell_reads((h, w), out), part, window.stride[0]))
+    covers = len(reads) == window.kernel[0] * window.kernel[1] and all(
+        r[2] == slice(0, height) and r[3] == slice(0, out[1]) for r in reads
+    )
+    cols = (scratch if covers else zeroed)(workspace, "columns", (c, *window.kernel, height, out[1], n), dtype)
+    for a, b, out_rows, out_cols, in_rows, in_cols in reads:
+        cols[:, a, b, out_rows, out_cols] = x_c[:, in_rows, in_cols]
     return cols
 
 
+def col2im(dcols: np.ndarray, window: Window, out: tuple[int, int], part: slice, dx_c: np.ndarray) -> None:
+    """The adjoint of :func:`im2col`: each column's gradient added onto the input cell it was read from.
+
+    dcols: (C, kH, kW, rows in part, W_out, N), added into dx_c (C, H, W, N).
+    """
+    for a, b, out_rows, out_cols, in_rows, in_cols in _in_rows(
+        window.cell_reads(dx_c.shape[1:3], out), part, window.stride[0]
+    ):
+        dx_c[:, in_rows, in_cols] += dcols[:, a, b, out_rows, out_cols]
+
+
 class Rows(NamedTuple):
-    """Stride-1 geometry of the flat layout: each image a run of rows of length ``R = max(W, W_out)``."""
+    """Stride-1 geometry of the flat layout: each map a run of rows of length ``R = max(W, W_out)``, each
+    cell holding the batch."""
 
     length: int  # R
     rows: int  # rows of the buffer: H_out + D_h*(kH - 1), and one spare for the last taps' overrun
-    margin: int  # buffer cells before the image (lead_w) and after it (D_w*(kW - 1) + 1)
-    tail: int
+    margin: int  # buffer cells before the map: lead_w
+    tail: int  # and after it: D_w*(kW - 1) + 1
     shifts: list  # flat offset of each kernel cell (a, b): D_h*a*R + D_w*b - lead_w
     masks: list  # (b, columns j < W_out whose read for kernel column b wraps into a neighbouring row)
 
@@ -82,73 +108,78 @@ def _rows(window: Window, size: tuple[int, int], out: tuple[int, int]) -> Rows:
     return Rows(r, out[0] + dh * (kh - 1) + 1, lead_w, dw * (kw - 1) + 1, shifts, masks)
 
 
-def im2col_rows(x: np.ndarray, window: Window, rows: Rows, out: tuple[int, int], dtype, workspace=None) -> np.ndarray:
-    """Stride-1 im2col on rows of length ``R = max(W, W_out)``: ``cols[(c,a,b), (n, i*R + j)]`` reads input
-    row ``i + D_h*a - lead_h``, column ``j + D_w*b - lead_w``.
+def _map(flat: np.ndarray, rows: Rows) -> np.ndarray:
+    """The (C, rows, R, N) view of the maps in a flat (C, margin + rows*R + tail, N) buffer."""
+    c, _, n = flat.shape
+    return flat[:, rows.margin : rows.margin + rows.rows * rows.length].reshape(c, rows.rows, rows.length, n)
 
-    With each image stored as rows of length R (zero rows above and below for the vertical padding), kernel
-    cell (a, b) reads one contiguous run of the flattened image, shifted by ``D_h*a*R + D_w*b - lead_w``, so
-    ``cols`` is a single copy with long runs.  A read that leaves its row (horizontal padding) wraps into the
-    neighbouring row: those few columns are set to zero.  Output columns ``j >= W_out`` (when R > W_out)
-    are junk, dropped from the output and given zero gradient.
 
-    x: (N, C, H, W) -> cols (C*kH*kW, N*H_out*R).
-    """
-    n, c, h, w = x.shape
-    (kh, kw), (dh, dw), lead_h = window.kernel, window.dilation, window.lead[0]
-    r = rows.length
-    # (C, N, margin + rows*R + tail) with the image's row y at buffer row y + lead_h
-    flat = zeroed(workspace, "image rows", (c, n, rows.margin + rows.rows * r + rows.tail), dtype)
-    image = flat[:, :, rows.margin : rows.margin + rows.rows * r].reshape(c, n, rows.rows, r)
+def image_rows(x_c: np.ndarray, window: Window, rows: Rows, dtype, workspace=None) -> np.ndarray:
+    """The input laid out for :func:`im2col_rows`: (C, H, W, N) -> flat (C, margin + rows*R + tail, N), input
+    row y at map row ``y + lead_h``, zeros around it (the vertical padding, and columns ``W <= x < R``)."""
+    c, h, w, n = x_c.shape
+    lead_h = window.lead[0]
+    flat = zeroed(workspace, "image rows", (c, rows.margin + rows.rows * rows.length + rows.tail, n), dtype)
     visible = max(0, min(h, rows.rows - lead_h))
-    image[:, :, lead_h : lead_h + visible, :w] = x.transpose(1, 0, 2, 3)[:, :, :visible]
-    item, run = flat.itemsize, out[0] * r
-    strides = (flat.strides[0], dh * r * item, dw * item, flat.strides[1], item)
-    taps = as_strided(flat, (c, kh, kw, n, run), strides)
-    cols = scratch(workspace, "columns", (c * kh * kw, n * run), dtype)
+    _map(flat, rows)[:, lead_h : lead_h + visible, :w] = x_c[:, :visible]
+    return flat
+
+
+def im2col_rows(flat: np.ndarray, window: Window, rows: Rows, part: slice, workspace=None) -> np.ndarray:
+    """Stride-1 im2col on the rows of :func:`image_rows`, for the output rows i in ``part``:
+    ``cols[(c,a,b), (i, j, n)]`` reads input row ``i + D_h*a - lead_h``, column ``j + D_w*b - lead_w``.
+
+    Output cell (i, j) is map cell ``p = i*R + j`` and kernel cell (a, b) reads map cell ``p + D_h*a*R +
+    D_w*b - lead_w``: for each channel and kernel cell one contiguous shifted run of the flat buffer (R*N
+    values per output row), so ``cols`` is a single copy with long runs.  A read that leaves its row
+    (horizontal padding) wraps into the neighbouring row: those few columns are set to zero.  Output columns
+    ``j >= W_out`` (when R > W_out) are junk, dropped from the output and given zero gradient.
+
+    flat: (C, margin + rows*R + tail, N) -> cols (C*kH*kW, rows in part * R * N).
+    """
+    c, _, n = flat.shape
+    (kh, kw), (dh, dw), r, item = window.kernel, window.dilation, rows.length, flat.itemsize
+    run = (part.stop - part.start) * r * n
+    origin = flat[:, rows.margin - window.lead[1] + part.start * r :]  # kernel cell (0, 0) of output (part.start, 0)
+    taps = as_strided(origin, (c, kh, kw, run), (flat.strides[0], dh * r * n * item, dw * n * item, item))
+    cols = scratch(workspace, "columns", (c * kh * kw, run), flat.dtype)
     np.copyto(cols.reshape(taps.shape), taps)  # a copy: the taps overlap in memory
-    _zero_wrapped(cols, rows, window.kernel, n, out)
+    _zero_wrapped(cols, rows, window.kernel, part.stop - part.start)
     return cols
 
 
-def _zero_wrapped(cols: np.ndarray, rows: Rows, kernel: tuple[int, int], n: int, out: tuple[int, int]) -> None:
+def _zero_wrapped(cols: np.ndarray, rows: Rows, kernel: tuple[int, int], height: int) -> None:
     """Zero the columns whose reads wrapped into a neighbouring row (horizontal padding), in place."""
     if rows.masks:
         c = cols.shape[0] // (kernel[0] * kernel[1])
-        grid = cols.reshape(c, kernel[0], kernel[1], n, out[0], rows.length)
+        grid = cols.reshape(c, kernel[0], kernel[1], height, rows.length, -1)
         for b, columns in rows.masks:
-            grid[:, :, b, :, :, columns] = 0
+            grid[:, :, b, :, columns] = 0
 
 
-def col2im_rows(dcols, window: Window, rows: Rows, out: tuple[int, int], dx_c: np.ndarray, workspace=None) -> None:
+def col2im_rows(dcols: np.ndarray, window: Window, rows: Rows, part: slice, flat: np.ndarray) -> None:
     """The adjoint of :func:`im2col_rows`: kernel cell (a, b)'s run added back at its shift.
 
-    dcols: (C*kH*kW, N*H_out*R), zero in junk columns; the result is written into dx_c (C, N, H, W).
+    dcols: (C*kH*kW, rows in part * R * N), zero in junk columns; added into flat (C, margin + rows*R + tail, N).
     """
-    n, size = dx_c.shape[1], dx_c.shape[2:]
-    (kh, kw), lead_h = window.kernel, window.lead[0]
-    c, r, run = dcols.shape[0] // (kh * kw), rows.length, out[0] * rows.length
-    _zero_wrapped(dcols, rows, window.kernel, n, out)  # wrapped reads were zeros: no gradient flows back
-    taps = dcols.reshape(c, kh * kw, n, run)
-    flat = zeroed(workspace, "image rows", (c, n, rows.margin + rows.rows * r + rows.tail), dcols.dtype)
+    height, (kh, kw) = part.stop - part.start, window.kernel
+    _zero_wrapped(dcols, rows, window.kernel, height)  # wrapped reads were zeros: no gradient flows back
+    run = height * rows.length
+    taps = dcols.reshape(flat.shape[0], kh * kw, run, flat.shape[2])
     for k, shift in enumerate(rows.shifts):
-        start = rows.margin + shift
-        flat[:, :, start : start + run] += taps[:, k]
-    image = flat[:, :, rows.margin : rows.margin + rows.rows * r].reshape(c, n, rows.rows, r)
+        start = rows.margin + shift + part.start * rows.length
+        flat[:, start : start + run] += taps[:, k]
+
+
+def image_from_rows(flat: np.ndarray, window: Window, rows: Rows, size: tuple[int, int]) -> np.ndarray:
+    """The inverse of :func:`image_rows`: the input's cells of a flat buffer, (C, H, W, N)."""
+    c, _, n = flat.shape
+    lead_h = window.lead[0]
+    x_c = np.empty((c, *size, n), dtype=flat.dtype)
     visible = max(0, min(size[0], rows.rows - lead_h))
-    dx_c[:, :, :visible] = image[:, :, lead_h : lead_h + visible, : size[1]]
-    dx_c[:, :, visible:] = 0  # input rows past every window
-
-
-def col2im(dcols: np.ndarray, window: Window, dx_c: np.ndarray) -> None:
-    """The adjoint of :func:`im2col`: each column's gradient added back onto the input cell it was read from.
-
-    dcols: (C, kH, kW, N, H_out, W_out); the result is written into dx_c (C, N, H, W).
-    """
-    out = dcols.shape[4:]
-    dx_c.fill(0)
-    for a, b, out_rows, out_cols, in_rows, in_cols in window.cell_reads(dx_c.shape[2:], tuple(out)):
-        dx_c[:, :, in_rows, in_cols] += dcols[:, a, b, :, out_rows, out_cols]
+    x_c[:, :visible] = _map(flat, rows)[:, lead_h : lead_h + visible, : size[1]]
+    x_c[:, visible:] = 0  # input rows past every window
+    return x_c
 
 
 def conv2d_forward(
@@ -232,18 +263,21 @@ def conv2d_forward(
         w = np.ascontiguousarray(w[:, :, ::-1, ::-1])
     o, n = w.shape[0], x.shape[0]
     rows = _rows(window, x.shape[2:], out) if window.stride == (1, 1) else None
-    run = out[0] * (rows.length if rows else out[1])  # columns per image
-    batches = chunks(n, x.shape[1] * w[0, 0].size * run * dtype.itemsize)  # columns per image, in bytes
-    y = np.empty((o, n * run), dtype=dtype)
-    for batch in batches:
-        cols = _columns(x[batch], window, rows, out, dtype, workspace)  # (C*kH*kW, batch*run)
-        for w_g, cols_g, y_g in _groups(w, cols, y[:, batch.start * run : batch.stop * run], groups):
+    x_c = to_chwn(x) if rows else batch_innermost(x)  # (C, H, W, N)
+    source = image_rows(x_c, window, rows, dtype, workspace) if rows else x_c
+    width = rows.length if rows else out[1]  # columns per output row and image
+    parts = chunks(out[0], x.shape[1] * w[0, 0].size * width * n * dtype.itemsize)  # by one output row's columns
+    y = np.empty((o, out[0] * width * n), dtype=dtype)  # (O, H_out, width, N)
+    for part in parts:
+        cols = _columns(source, window, rows, out, part, dtype, workspace)  # (C*kH*kW, rows in part * width * N)
+        block = y[:, part.start * width * n : part.stop * width * n]
+        for w_g, cols_g, y_g in _groups(w, cols, block, groups):
             np.matmul(w_g, cols_g, out=y_g)
     if b is not None:
         y += b[:, None]
-    y = y.reshape(o, n, out[0], -1)[:, :, :, : out[1]].transpose(1, 0, 2, 3)  # (N, O, H_out, W_out)
+    y = to_nchw(y.reshape(o, out[0], width, n)[:, :, : out[1]])  # (N, O, H_out, W_out)
     cache = Conv2DCache(
-        x, w, b is not None, window, groups, padding_mode, sides, x_shape, y.shape, rows, batches, workspace
+        x_c, w, b is not None, window, groups, padding_mode, sides, x_shape, y.shape, rows, parts, workspace
     )
     return y, cache
 
@@ -282,25 +316,27 @@ def conv2d_backward(dy, cache: Conv2DCache, input_grad: bool = True):
     where = "conv2d_backward"
     dy = as_float_array(dy, "dy", where)
     check_same_shape(dy, cache.y_shape, "dy", where)
-    (n, c, *size), (_, o, *out) = cache.x.shape, cache.y_shape
-    window, rows, dtype = cache.window, cache.rows, np.result_type(cache.x, cache.w)
-    dy_c = dy.transpose(1, 0, 2, 3)  # (O, N, H_out, W_out): free when dy is channel-major
-    if cache.rows is None or cache.rows.length == out[1]:
-        dy2 = dy_c.reshape(o, -1)  # (O, N*H_out*W_out)
+    (_, *size, n), (_, o, *out) = cache.x_c.shape, cache.y_shape
+    window, rows, dtype, workspace = cache.window, cache.rows, np.result_type(cache.x_c, cache.w), cache.workspace
+    width = rows.length if rows else out[1]  # columns per output row and image
+    dy_c = to_chwn(dy)  # (O, H_out, W_out, N)
+    if width == out[1]:
+        dy2 = dy_c.reshape(o, -1)  # (O, H_out*W_out*N): free when dy is in this order
     else:
-        dy2 = zeroed(cache.workspace, "dy rows", (o, n, out[0], cache.rows.length), dy.dtype)  # junk gets zero
-        dy2[..., : out[1]] = dy_c
-        dy2 = dy2.reshape(o, -1)  # (O, N*H_out*R)
+        dy2 = zeroed(workspace, "dy rows", (o, out[0], width, n), dy.dtype)  # junk columns get zero
+        dy2[:, :, : out[1]] = dy_c
+        dy2 = dy2.reshape(o, -1)  # (O, H_out*R*N)
 
     db = dy2.sum(axis=1) if cache.has_bias else None  # junk columns hold zeros
-    run = dy2.shape[1] // n
     dw = np.zeros(cache.w.shape, dtype=dtype)
-    dx_c = np.empty((c, n, *size), dtype=dtype) if input_grad else None
-    for batch in cache.chunks:
-        cols = _columns(cache.x[batch], window, rows, tuple(out), dtype, cache.workspace)  # rebuilt, not kept
-        block = dy2[:, batch.start * run : batch.stop * run]
+    source = image_rows(cache.x_c, window, rows, dtype, workspace) if rows else cache.x_c
+    if input_grad:  # dX accumulates in the layout the columns were read from
+        dx_c = zeroed(workspace, "gradient rows", source.shape, dtype) if rows else np.zeros(source.shape, dtype)
+    for part in cache.chunks:
+        cols = _columns(source, window, rows, tuple(out), part, dtype, workspace)  # rebuilt, not kept
+        block = dy2[:, part.start * width * n : part.stop * width * n]
         # dcols may take the buffer of cols: each group reads its cols rows before writing its dcols rows
-        dcols = scratch(cache.workspace, "columns", cols.shape, dtype) if input_grad else None
+        dcols = scratch(workspace, "columns", cols.shape, dtype) if input_grad else None
         for g, (w_g, cols_g, dy_g) in enumerate(_groups(cache.w, cols, block, cache.groups)):
             dw_g = dw.reshape(cache.groups, -1, w_g.shape[1])[g]  # (O/G, C/G*kH*kW), a view into dw
             dw_g += dy_g @ cols_g.T  # X correlated with dY
@@ -308,28 +344,32 @@ def conv2d_backward(dy, cache: Conv2DCache, input_grad: bool = True):
                 rows_g = slice(g * w_g.shape[1], (g + 1) * w_g.shape[1])
                 np.matmul(w_g.T, dy_g, out=dcols[rows_g])
         if input_grad:
-            _columns_to_input(dcols, window, rows, tuple(out), dx_c[:, batch], cache.workspace)
+            _columns_to_input(dcols, window, rows, tuple(out), part, dx_c)
     if window.mode == "conv":
         dw = np.ascontiguousarray(dw[:, :, ::-1, ::-1])
     dx = None
     if input_grad:
-        dx = dx_c.transpose(1, 0, 2, 3)
+        dx = to_nchw(image_from_rows(dx_c, window, rows, tuple(size)) if rows else dx_c)
         if cache.padding_mode != "zeros":  # each padded cell hands its gradient back to the cell it copied
             dx = padding_modes.pad_adjoint(dx, cache.sides, cache.padding_mode, cache.x_shape[2:])
     return dx, dw, db
 
 
-def _columns(x: np.ndarray, window: Window, rows: Rows | None, out: tuple[int, int], dtype, workspace) -> np.ndarray:
-    """im2col for the stride at hand: (C*kH*kW, N*H_out*R) for stride 1, (C*kH*kW, N*H_out*W_out) otherwise."""
+def _columns(source, window: Window, rows: Rows | None, out: tuple[int, int], part: slice, dtype, workspace):
+    """im2col of the output rows in ``part``, for the stride at hand: (C*kH*kW, rows in part * R * N) from the
+    flat rows of :func:`image_rows` for stride 1, (C*kH*kW, rows in part * W_out * N) from (C, H, W, N) otherwise."""
     if rows is not None:
-        return im2col_rows(x, window, rows, out, dtype, workspace)
-    return im2col(x, window, out, dtype, workspace).reshape(-1, x.shape[0] * out[0] * out[1])
+        return im2col_rows(source, window, rows, part, workspace)
+    return im2col(source, window, out, part, dtype, workspace).reshape(
+        source.shape[0] * window.kernel[0] * window.kernel[1], -1
+    )
 
 
-def _columns_to_input(dcols: np.ndarray, window: Window, rows: Rows | None, out, dx_c, workspace) -> None:
-    """col2im for the stride at hand, written into dx_c (C, N, H, W)."""
+def _columns_to_input(dcols: np.ndarray, window: Window, rows: Rows | None, out, part: slice, dx) -> None:
+    """col2im of the output rows in ``part``, for the stride at hand, added into dx: flat rows for stride 1,
+    (C, H, W, N) otherwise."""
     if rows is not None:
-        col2im_rows(dcols, window, rows, out, dx_c, workspace)
+        col2im_rows(dcols, window, rows, part, dx)
     else:
-        c, n = dx_c.shape[:2]
-        col2im(dcols.reshape(c, *window.kernel, n, *out), window, dx_c)
+        c, n = dx.shape[0], dx.shape[3]
+        col2im(dcols.reshape(c, *window.kernel, part.stop - part.start, out[1], n), window, out, part, dx)

@@ -11,6 +11,7 @@ from typing import NamedTuple
 import numpy as np
 
 from .._checks import as_float_array, check_same_shape
+from ._layout import to_chwn, to_nchw
 
 
 class BatchNormCache(NamedTuple):
@@ -22,13 +23,16 @@ class BatchNormCache(NamedTuple):
 
 
 def _rows(a: np.ndarray) -> np.ndarray:
-    """(N, C) or (N, C, H, W) -> (C, M): one row per channel (free for channel-major convolution outputs)."""
-    return a.T if a.ndim == 2 else a.transpose(1, 0, 2, 3).reshape(a.shape[1], -1)
+    """(N, C) or (N, C, H, W) -> (C, M): one row per channel (free for images in (C, H, W, N) memory)."""
+    return a.T if a.ndim == 2 else to_chwn(a).reshape(a.shape[1], -1)
 
 
 def _unrows(rows: np.ndarray, shape: tuple) -> np.ndarray:
     """The inverse of :func:`_rows`."""
-    return rows.T if len(shape) == 2 else rows.reshape(shape[1], shape[0], *shape[2:]).transpose(1, 0, 2, 3)
+    if len(shape) == 2:
+        return rows.T
+    n, c, h, w = shape
+    return to_nchw(rows.reshape(c, h, w, n))
 
 
 def batchnorm_forward(x, gamma, beta, running_mean, running_var, training, momentum=0.1, eps=1e-5):

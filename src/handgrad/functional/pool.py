@@ -14,7 +14,7 @@ import numpy as np
 
 from .._checks import as_float_array, check_same_shape, check_shape
 from ..shapes import Window
-from ._scratch import chunks, scratch
+from ._layout import batch_innermost, to_nchw
 
 
 class MaxPool2DCache(NamedTuple):
@@ -63,7 +63,6 @@ def maxpool2d_forward(
     dilation=1,
     ceil_mode=False,
     winners=True,
-    workspace=None,
 ):
     """Max-pool a batch of images and remember where each maximum came from.
 
@@ -86,29 +85,29 @@ def maxpool2d_forward(
         ceil_mode: round the output size up; windows running past the padded input read minus infinity there.
         winners: False only takes the maxima (faster, for inference); the cache then keeps ``x`` and the
             winners are found if a backward pass asks for them.
-        workspace: a dict kept between calls (by a layer) from which temporaries are reused; optional.
 
     Returns:
-        y: (N, C, H_out, W_out), and the cache for :func:`maxpool2d_backward`.
+        y: (N, C, H_out, W_out), a view of (C, H_out, W_out, N) memory, and the cache for
+        :func:`maxpool2d_backward`.
     """
     x, window, out = _pooling(x, kernel_size, stride, padding, mode, center, dilation, ceil_mode, "maxpool2d")
     n, c, h, w = x.shape
     kw = window.kernel[1]
 
-    x_c = x.transpose(1, 0, 2, 3)  # (C, N, H, W), the memory order of a convolution's output
+    x_c = batch_innermost(x)  # (C, H, W, N)
     if not winners:
-        return _maxima(x_c, window, out).transpose(1, 0, 2, 3), MaxPool2DCache(None, window, x.shape, x)
+        return to_nchw(_maxima(x_c, window, out)), MaxPool2DCache(None, window, x.shape, x)
     if _tiles(window, (h, w), out):
-        y, cell = _tiled_forward(x_c, window.kernel, out, workspace)
-        return y.transpose(1, 0, 2, 3), MaxPool2DCache(cell.transpose(1, 0, 2, 3), window, x.shape)
-    y = np.full((c, n, *out), -np.inf, dtype=x.dtype)
-    cell = np.full((c, n, *out), -1, dtype=_cell_dtype(window.kernel))  # -1: no input cell seen yet
+        y, cell = _tiled_forward(x_c, window.kernel, out)
+        return to_nchw(y), MaxPool2DCache(to_nchw(cell), window, x.shape)
+    y = np.full((c, *out, n), -np.inf, dtype=x.dtype)
+    cell = np.full((c, *out, n), -1, dtype=_cell_dtype(window.kernel))  # -1: no input cell seen yet
     for a, b, out_rows, out_cols, in_rows, in_cols in window.cell_reads((h, w), out):
-        current, best, won = x_c[:, :, in_rows, in_cols], y[:, :, out_rows, out_cols], cell[:, :, out_rows, out_cols]
+        current, best, won = x_c[:, in_rows, in_cols], y[:, out_rows, out_cols], cell[:, out_rows, out_cols]
         wins = (current > best) | np.isnan(current) | (won < 0)  # a NaN wins, as in PyTorch
         _mark(won, wins, a * kw + b)
         np.maximum(best, current, out=best)  # NaN propagates
-    return y.transpose(1, 0, 2, 3), MaxPool2DCache(cell.transpose(1, 0, 2, 3), window, x.shape)
+    return to_nchw(y), MaxPool2DCache(to_nchw(cell), window, x.shape)
 
 
 def maxpool2d_backward(dy, cache: MaxPool2DCache):
@@ -122,25 +121,26 @@ def maxpool2d_backward(dy, cache: MaxPool2DCache):
         dy: (N, C, H_out, W_out).
 
     Returns:
-        dx: (N, C, H, W), a view of (C, N, H, W) memory.
+        dx: (N, C, H, W), a view of (C, H, W, N) memory.
     """
     where = "maxpool2d_backward"
     dy = as_float_array(dy, "dy", where)
     n, c, h, w = cache.x_shape
     window, kw = cache.window, cache.window.kernel[1]
     check_same_shape(dy, (n, c, *window.output_size(h, w, where)), "dy", where)
-    dy_c, cell = dy.transpose(1, 0, 2, 3), cache.winners().transpose(1, 0, 2, 3)
-    if _tiles(window, (h, w), cell.shape[2:]):
-        return _tiled_backward(dy_c, cell, window.kernel, (h, w))
+    dy_c, cell = batch_innermost(dy), batch_innermost(cache.winners())  # (C, H_out, W_out, N)
+    out = cell.shape[1:3]
+    if _tiles(window, (h, w), out):
+        return to_nchw(_tiled_backward(dy_c, cell, window.kernel, (h, w)))
     disjoint = all(s >= e for s, e in zip(window.stride, window.extent))  # each input cell in one window at most
-    dx_c = np.zeros((c, n, h, w), dtype=dy.dtype)
-    for a, b, out_rows, out_cols, in_rows, in_cols in window.cell_reads((h, w), cell.shape[2:]):
-        routed = dy_c[:, :, out_rows, out_cols] * (cell[:, :, out_rows, out_cols] == a * kw + b)
+    dx_c = np.zeros((c, h, w, n), dtype=dy.dtype)
+    for a, b, out_rows, out_cols, in_rows, in_cols in window.cell_reads((h, w), out):
+        routed = dy_c[:, out_rows, out_cols] * (cell[:, out_rows, out_cols] == a * kw + b)
         if disjoint:
-            dx_c[:, :, in_rows, in_cols] = routed
+            dx_c[:, in_rows, in_cols] = routed
         else:
-            dx_c[:, :, in_rows, in_cols] += routed
-    return dx_c.transpose(1, 0, 2, 3)
+            dx_c[:, in_rows, in_cols] += routed
+    return to_nchw(dx_c)
 
 
 def _cell_dtype(kernel: tuple[int, int]):
@@ -154,12 +154,12 @@ def _mark(cell: np.ndarray, wins: np.ndarray, k: int) -> None:
 
 
 def _maxima(x_c: np.ndarray, window: Window, out: tuple[int, int]) -> np.ndarray:
-    """The window maxima alone, (C, N, H_out, W_out): one running maximum over the window cells."""
-    c, n, h, w = x_c.shape
-    y = np.full((c, n, *out), -np.inf, dtype=x_c.dtype)
+    """The window maxima alone, (C, H_out, W_out, N): one running maximum over the window cells."""
+    c, h, w, n = x_c.shape
+    y = np.full((c, *out, n), -np.inf, dtype=x_c.dtype)
     for _, _, out_rows, out_cols, in_rows, in_cols in window.cell_reads((h, w), out):
-        best = y[:, :, out_rows, out_cols]
-        np.maximum(best, x_c[:, :, in_rows, in_cols], out=best)
+        best = y[:, out_rows, out_cols]
+        np.maximum(best, x_c[:, in_rows, in_cols], out=best)
     return y
 
 
@@ -175,53 +175,42 @@ def _tiles(window: Window, size: tuple[int, int], out: tuple[int, int]) -> bool:
 
 
 def _phases(a: np.ndarray, kernel: tuple[int, int], out: tuple[int, int]) -> np.ndarray:
-    """(C, N, H, W) -> the view (kH, kW, C, N, H_out, W_out) with ``[a, b, c, n, i, j] = X[c, n, i*kH + a, j*kW + b]``.
+    """(C, H, W, N) -> the view (kH, kW, C, H_out, W_out, N) with ``[a, b, c, i, j, n] = X[c, i*kH + a, j*kW + b, n]``.
 
-    Splitting an axis is always a view, so writing into the result writes into ``a``.
+    Splitting an axis is always a view, so writing into the result writes into ``a``.  With the batch
+    innermost, each phase is made of contiguous runs of N values.
     """
     (kh, kw), (h_out, w_out) = kernel, out
-    c, n = a.shape[:2]
-    return a[:, :, : h_out * kh, : w_out * kw].reshape(c, n, h_out, kh, w_out, kw).transpose(3, 5, 0, 1, 2, 4)
+    c, n = a.shape[0], a.shape[3]
+    return a[:, : h_out * kh, : w_out * kw].reshape(c, h_out, kh, w_out, kw, n).transpose(2, 4, 0, 1, 3, 5)
 
 
-def _tiled_forward(x_c: np.ndarray, kernel: tuple[int, int], out: tuple[int, int], workspace):
-    """The maximum of tiling windows and the cell that won it, both (C, N, H_out, W_out).  Same results and
-    ties as the general loop.
-
-    A few channels at a time, each window's cells are first copied into contiguous planes,
-    ``cells[a*kW + b, c, n, i, j] = X[c, n, i*kH + a, j*kW + b]``; then every step is a whole-chunk operation
-    on contiguous memory, where NumPy compares and takes maxima about ten times faster than on the strided
-    views of :func:`_phases` (neighbours kW apart).  The chunks keep the copy small enough to stay in cache.
-    (The maxima alone, for inference, cost less straight from the views than the copy: see :func:`_maxima`.)
-    """
-    (kh, kw), (c, n) = kernel, x_c.shape[:2]
-    y = np.empty((c, n, *out), dtype=x_c.dtype)
-    cell = np.zeros((c, n, *out), dtype=_cell_dtype(kernel))
-    parts = chunks(c, x_c[0].size * x_c.itemsize)  # by the bytes of one channel's input
-    planes = scratch(workspace, "window cells", (kh * kw, parts[0].stop, n, *out), x_c.dtype)
-    for part in parts:
-        cells, best, won = planes[:, : part.stop - part.start], y[part], cell[part]
-        np.copyto(cells.reshape(kh, kw, *best.shape), _phases(x_c[part], kernel, out))
-        np.copyto(best, cells[0])
-        for k in range(1, kh * kw):
-            _mark(won, cells[k] > best, k)
-            np.maximum(best, cells[k], out=best)
-        if np.isnan(best).any():  # rare: a NaN wins its window (the last NaN, as in PyTorch)
-            for k in range(kh * kw):
-                np.copyto(won, k, where=np.isnan(cells[k]))
+def _tiled_forward(x_c: np.ndarray, kernel: tuple[int, int], out: tuple[int, int]):
+    """The maximum of tiling windows and the cell that won it, both (C, H_out, W_out, N).  Same results and
+    ties as the general loop: one whole-batch step per window cell, on the phases of :func:`_phases`."""
+    phases = _phases(x_c, kernel, out)
+    cells = [phases[a, b] for a in range(kernel[0]) for b in range(kernel[1])]
+    y = cells[0].copy()
+    cell = np.zeros(y.shape, dtype=_cell_dtype(kernel))
+    for k in range(1, len(cells)):
+        _mark(cell, cells[k] > y, k)
+        np.maximum(y, cells[k], out=y)
+    if np.isnan(y).any():  # rare: a NaN wins its window (the last NaN, as in PyTorch)
+        for k, current in enumerate(cells):
+            np.copyto(cell, k, where=np.isnan(current))
     return y, cell
 
 
 def _tiled_backward(dy_c: np.ndarray, cell: np.ndarray, kernel: tuple[int, int], size: tuple[int, int]) -> np.ndarray:
-    """Each window's gradient to its winning cell, written straight into that cell's phase of dX."""
-    out = dy_c.shape[2:]
+    """Each window's gradient to its winning cell, written straight into that cell's phase of dX, (C, H, W, N)."""
+    out = dy_c.shape[1:3]
     cropped = (out[0] * kernel[0], out[1] * kernel[1]) != tuple(size)
-    dx_c = (np.zeros if cropped else np.empty)((*dy_c.shape[:2], *size), dtype=dy_c.dtype)
-    phases = _phases(dx_c, kernel, out)  # (kH, kW, C, N, H_out, W_out), a view into dx_c
+    dx_c = (np.zeros if cropped else np.empty)((dy_c.shape[0], *size, dy_c.shape[3]), dtype=dy_c.dtype)
+    phases = _phases(dx_c, kernel, out)  # (kH, kW, C, H_out, W_out, N), a view into dx_c
     for a in range(kernel[0]):
         for b in range(kernel[1]):
             np.multiply(dy_c, cell == a * kernel[1] + b, out=phases[a, b])
-    return dx_c.transpose(1, 0, 2, 3)
+    return dx_c
 
 
 class AvgPool2DCache(NamedTuple):
@@ -260,12 +249,12 @@ def avgpool2d_forward(
     x, window, out = _pooling(x, kernel_size, stride, padding, mode, center, 1, ceil_mode, "avgpool2d")
     n, c, h, w = x.shape
     divisor = _cells_counted(window, (h, w), out, count_include_pad).astype(x.dtype)
-    x_c = x.transpose(1, 0, 2, 3)  # (C, N, H, W)
-    y = np.zeros((c, n, *out), dtype=x.dtype)
+    x_c = batch_innermost(x)  # (C, H, W, N)
+    y = np.zeros((c, *out, n), dtype=x.dtype)
     for _, _, out_rows, out_cols, in_rows, in_cols in window.cell_reads((h, w), out):
-        y[:, :, out_rows, out_cols] += x_c[:, :, in_rows, in_cols]
-    y /= divisor
-    return y.transpose(1, 0, 2, 3), AvgPool2DCache(divisor, window, x.shape)
+        y[:, out_rows, out_cols] += x_c[:, in_rows, in_cols]
+    y /= divisor[:, :, None]
+    return to_nchw(y), AvgPool2DCache(divisor, window, x.shape)
 
 
 def avgpool2d_backward(dy, cache: AvgPool2DCache):
@@ -277,11 +266,11 @@ def avgpool2d_backward(dy, cache: AvgPool2DCache):
     dy = as_float_array(dy, "dy", where)
     n, c, h, w = cache.x_shape
     check_same_shape(dy, (n, c, *cache.divisor.shape), "dy", where)
-    share = (dy / cache.divisor).transpose(1, 0, 2, 3)  # (C, N, H_out, W_out)
-    dx_c = np.zeros((c, n, h, w), dtype=dy.dtype)
+    share = batch_innermost(dy) / cache.divisor[:, :, None]  # (C, H_out, W_out, N)
+    dx_c = np.zeros((c, h, w, n), dtype=dy.dtype)
     for _, _, out_rows, out_cols, in_rows, in_cols in cache.window.cell_reads((h, w), cache.divisor.shape):
-        dx_c[:, :, in_rows, in_cols] += share[:, :, out_rows, out_cols]
-    return dx_c.transpose(1, 0, 2, 3)
+        dx_c[:, in_rows, in_cols] += share[:, out_rows, out_cols]
+    return to_nchw(dx_c)
 
 
 def global_avgpool2d_forward(x):

@@ -129,7 +129,6 @@ class MaxPool2D(_Pool):
         super().__init__()
         stride = kernel_size if stride is None else stride
         self.window = Window.of(kernel_size, stride, padding, mode, center, "MaxPool2D", dilation, ceil_mode)
-        self.workspace = {}  # scratch memory the kernel reuses from step to step
 
     def flops(self, input_shape):
         """One comparison per window cell."""
@@ -144,9 +143,7 @@ class MaxPool2D(_Pool):
     def _forward(self, x, winners=None):
         w = self.window
         winners = self.training if winners is None else winners
-        return F.maxpool2d_forward(
-            x, w.kernel, w.stride, w.padding, w.mode, w.center, w.dilation, w.ceil_mode, winners, self.workspace
-        )
+        return F.maxpool2d_forward(x, w.kernel, w.stride, w.padding, w.mode, w.center, w.dilation, w.ceil_mode, winners)
 
     def predict(self, x):
         return self._forward(x, winners=False)[0]
