@@ -192,3 +192,36 @@ def test_predict_never_writes_the_callers_input():
         y = Sequential(layers).predict(x)
         np.testing.assert_array_equal(x, before)
         np.testing.assert_array_equal(y.reshape(x.shape), np.maximum(before, 0))
+
+
+def test_in_place_relu_overwrites_only_temporaries(rng, monkeypatch):
+    """Sequential runs ReLU over arrays nobody else holds (here every one, the size floor lowered): the same
+    outputs and gradients as without, the caller's x and dy untouched, and never over an array a layer keeps
+    (the output of a batch normalisation without affine parameters, which is its cached X_hat, passed on as it
+    is by an evaluation-mode Dropout; a residual block's input)."""
+    from handgrad import model as model_module
+    from handgrad.layers import BatchNorm2D, Dropout, Residual
+
+    kw = {"dtype": np.float64, "rng": rng}
+    layers = [ReLU(), Conv2D(2, 3, 3, padding=1, **kw), BatchNorm2D(3, affine=False, dtype=np.float64)]
+    layers += [Dropout(0.5).eval(), ReLU()]
+    layers += [Conv2D(3, 3, 3, padding=1, **kw), ReLU()]
+    layers += [Residual([ReLU(), Conv2D(3, 3, 3, padding=1, **kw), ReLU()]), ReLU(), MaxPool2D(2), Flatten()]
+    layers += [Linear(12, 4, **kw), ReLU()]
+    model = Sequential(layers)
+    x = rng.standard_normal((2, 2, 4, 4))
+    dy = rng.standard_normal((2, 4))
+    given = x.copy(), dy.copy()
+
+    with monkeypatch.context() as m:  # the reference: nothing in place
+        m.setattr(model_module, "IN_PLACE_BYTES", np.inf)
+        m.delattr(ReLU, "backward_in_place")
+        y, dx, grads = model.forward(x), model.backward(dy), {k: v.copy() for k, v in model.grads.items()}
+
+    monkeypatch.setattr(model_module, "IN_PLACE_BYTES", 0)
+    np.testing.assert_array_equal(model.forward(x), y)
+    np.testing.assert_array_equal(model.backward(dy), dx)
+    for name, grad in grads.items():
+        np.testing.assert_array_equal(model.grads[name], grad)
+    np.testing.assert_array_equal(x, given[0])
+    np.testing.assert_array_equal(dy, given[1])

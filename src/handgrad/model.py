@@ -18,6 +18,32 @@ def named_leaves(layer, prefix: str = ""):
         yield from named_leaves(child, f"{prefix}{name}.")
 
 
+# Outputs written over their input from this size on.  A new array this large costs fresh pages from the
+# operating system and a pass over memory that is not in cache; a smaller one is cheap to allocate, cheaper
+# than checking that its input is free.
+IN_PLACE_BYTES = 4 << 20
+
+
+def _arrays(value):
+    """Every array in a cache: the value itself, or those in its tuples, lists and dicts, however nested."""
+    if isinstance(value, np.ndarray):
+        yield value
+    elif isinstance(value, (tuple, list)):
+        for item in value:
+            yield from _arrays(item)
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from _arrays(item)
+
+
+def _held(x, given, layers) -> bool:
+    """Whether ``x`` shares memory with the caller's input or with what ``layers`` keep for backward."""
+    if np.may_share_memory(x, given):
+        return True
+    caches = (getattr(leaf, "_cache", None) for layer in layers for _, leaf in named_leaves(layer))
+    return any(np.may_share_memory(x, kept) for cache in caches for kept in _arrays(cache))
+
+
 class Sequential:
     """A chain of layers with the layer interface: ``forward``, ``backward``, ``params``, ``grads``.
 
@@ -32,8 +58,17 @@ class Sequential:
                 raise TypeError(f"Sequential: item {i} must be a layer with forward and backward, got {layer!r}")
 
     def forward(self, x) -> np.ndarray:
-        for layer in self.layers:
-            x = layer.forward(x)
+        """Every layer in order.  Layers that can (ReLU) write a large output over their input when nothing else
+        holds it: not the caller's ``x`` nor a view of it, and no array an earlier layer keeps for its backward
+        pass (a batch normalisation without affine parameters returns the X_hat it keeps, a Dropout in evaluation
+        mode passes its input on as it is)."""
+        given = x
+        for i, layer in enumerate(self.layers):
+            large = getattr(x, "nbytes", 0) >= IN_PLACE_BYTES
+            if hasattr(layer, "forward_in_place") and large and not _held(x, given, self.layers[:i]):
+                x = layer.forward_in_place(x)
+            else:
+                x = layer.forward(x)
         return x
 
     __call__ = forward
@@ -51,9 +86,18 @@ class Sequential:
         return x
 
     def backward(self, dy, input_grad: bool = True) -> np.ndarray | None:
-        """Back through every layer; ``input_grad=False`` skips the gradient of the model's input (data)."""
+        """Back through every layer; ``input_grad=False`` skips the gradient of the model's input (data).
+
+        Layers that can (ReLU) write their gradient over the one they receive unless it is the caller's ``dy``
+        or a view of it: every other gradient is a temporary of this pass.
+        """
+        given = dy
         for i in reversed(range(len(self.layers))):
-            dy = self.layers[i].backward(dy, input_grad or i > 0)
+            layer, wanted = self.layers[i], input_grad or i > 0
+            if hasattr(layer, "backward_in_place") and not np.may_share_memory(dy, given):
+                dy = layer.backward_in_place(dy, wanted)
+            else:
+                dy = layer.backward(dy, wanted)
         return dy
 
     @property

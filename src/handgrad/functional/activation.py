@@ -16,22 +16,24 @@ def relu(x, out=None):
     return np.maximum(as_float_array(x, "x", "relu"), 0, out=out)
 
 
-def relu_forward(x):
+def relu_forward(x, out=None):
     """``Y = max(X, 0)``.  Returns y and the cache: the mask ``[X > 0]``, all the derivative needs
-    (a quarter of Y's size, so Y itself may be freed once the next layer is done with it).
+    (a quarter of Y's size, so Y itself may be freed once the next layer is done with it).  ``out=x``
+    computes Y in place.
 
     The mask is read off Y, since ``Y > 0`` exactly where ``X > 0`` (NaN included: neither holds); Y is
     contiguous where X may be a strided view, and NumPy compares contiguous memory faster.
     """
-    y = relu(as_float_array(x, "x", "relu"))
+    y = relu(as_float_array(x, "x", "relu"), out=out)
     return y, y > 0
 
 
-def relu_backward(dy, positive):
-    """``dX = dY * [X > 0]``: the derivative at the kink X = 0 is taken to be 0 (as in PyTorch)."""
+def relu_backward(dy, positive, out=None):
+    """``dX = dY * [X > 0]``: the derivative at the kink X = 0 is taken to be 0 (as in PyTorch).  ``out=dy``
+    computes dX in place."""
     dy = as_float_array(dy, "dy", "relu_backward")
     check_same_shape(dy, positive.shape, "dy", "relu_backward")
-    return dy * positive
+    return np.multiply(dy, positive, out=out)
 
 
 def leaky_relu_forward(x, negative_slope=0.01):
