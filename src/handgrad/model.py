@@ -89,7 +89,8 @@ class Sequential:
         """Back through every layer; ``input_grad=False`` skips the gradient of the model's input (data).
 
         Layers that can (ReLU) write their gradient over the one they receive unless it is the caller's ``dy``
-        or a view of it: every other gradient is a temporary of this pass.
+        or a view of it.  Every other gradient is a temporary of this pass: a layer's backward returns a new
+        array, or a view of the gradient it was given (Flatten).
         """
         given = dy
         for i in reversed(range(len(self.layers))):
