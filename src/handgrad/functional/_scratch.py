@@ -6,8 +6,9 @@ the operating system, which returns them zero-filled page by page on the next st
 shape and dtype is there.  Results never depend on the workspace: a scratch array is fully written before
 it is read, and ``zeroed`` ones are cleared on every call.  Without a workspace (None) every call allocates.
 
-Kernels whose temporaries grow with the batch work through it in :func:`chunks`, so that each temporary
-stays in cache between the step that writes it and the one that reads it, and memory stays small.
+Kernels whose temporaries grow with the input work through it in :func:`chunks` (a convolution, a few output
+rows at a time), so that each temporary stays in cache between the step that writes it and the one that reads
+it, and memory stays small.
 """
 
 from __future__ import annotations
