@@ -88,6 +88,7 @@ class Rows(NamedTuple):
     cell holding the batch."""
 
     length: int  # R
+    width: int  # W_out
     rows: int  # rows of the buffer: H_out + D_h*(kH - 1), and one spare for the last taps' overrun
     margin: int  # buffer cells before the map: lead_w
     tail: int  # and after it: D_w*(kW - 1) + 1
@@ -105,7 +106,7 @@ def _rows(window: Window, size: tuple[int, int], out: tuple[int, int]) -> Rows:
         high = max(low, min(out[1], r - dw * b + lead_w))
         wrapped = [j for j in (slice(0, low), slice(high, out[1])) if j.stop > j.start]
         masks += [(b, j) for j in wrapped]
-    return Rows(r, out[0] + dh * (kh - 1) + 1, lead_w, dw * (kw - 1) + 1, shifts, masks)
+    return Rows(r, out[1], out[0] + dh * (kh - 1) + 1, lead_w, dw * (kw - 1) + 1, shifts, masks)
 
 
 def _map(flat: np.ndarray, rows: Rows) -> np.ndarray:
@@ -130,21 +131,21 @@ def im2col_rows(flat: np.ndarray, window: Window, rows: Rows, part: slice, works
     ``cols[(c,a,b), (i, j, n)]`` reads input row ``i + D_h*a - lead_h``, column ``j + D_w*b - lead_w``.
 
     Output cell (i, j) is map cell ``p = i*R + j`` and kernel cell (a, b) reads map cell ``p + D_h*a*R +
-    D_w*b - lead_w``: for each channel and kernel cell one contiguous shifted run of the flat buffer (R*N
-    values per output row), so ``cols`` is a single copy with long runs.  A read that leaves its row
-    (horizontal padding) wraps into the neighbouring row: those few columns are set to zero.  Output columns
-    ``j >= W_out`` (when R > W_out) are junk, dropped from the output and given zero gradient.
+    D_w*b - lead_w``: for each channel, kernel cell and output row, one contiguous shifted run of W_out*N
+    values of the flat buffer, so ``cols`` is a single copy of long runs.  A read that leaves its row
+    (horizontal padding) wraps into the neighbouring row: those few columns are set to zero.
 
-    flat: (C, margin + rows*R + tail, N) -> cols (C*kH*kW, rows in part * R * N).
+    flat: (C, margin + rows*R + tail, N) -> cols (C*kH*kW, rows in part * W_out * N).
     """
     c, _, n = flat.shape
     (kh, kw), (dh, dw), r, item = window.kernel, window.dilation, rows.length, flat.itemsize
-    run = (part.stop - part.start) * r * n
+    height, run = part.stop - part.start, rows.width * n
     origin = flat[:, rows.margin - window.lead[1] + part.start * r :]  # kernel cell (0, 0) of output (part.start, 0)
-    taps = as_strided(origin, (c, kh, kw, run), (flat.strides[0], dh * r * n * item, dw * n * item, item))
-    cols = scratch(workspace, "columns", (c * kh * kw, run), flat.dtype)
+    steps = (flat.strides[0], dh * r * n * item, dw * n * item, r * n * item, item)  # c, a, b, i, (j, n)
+    taps = as_strided(origin, (c, kh, kw, height, run), steps)
+    cols = scratch(workspace, "columns", (c * kh * kw, height * run), flat.dtype)
     np.copyto(cols.reshape(taps.shape), taps)  # a copy: the taps overlap in memory
-    _zero_wrapped(cols, rows, window.kernel, part.stop - part.start)
+    _zero_wrapped(cols, rows, window.kernel, height)
     return cols
 
 
@@ -152,23 +153,22 @@ def _zero_wrapped(cols: np.ndarray, rows: Rows, kernel: tuple[int, int], height:
     """Zero the columns whose reads wrapped into a neighbouring row (horizontal padding), in place."""
     if rows.masks:
         c = cols.shape[0] // (kernel[0] * kernel[1])
-        grid = cols.reshape(c, kernel[0], kernel[1], height, rows.length, -1)
+        grid = cols.reshape(c, kernel[0], kernel[1], height, rows.width, -1)
         for b, columns in rows.masks:
             grid[:, :, b, :, columns] = 0
 
 
 def col2im_rows(dcols: np.ndarray, window: Window, rows: Rows, part: slice, flat: np.ndarray) -> None:
-    """The adjoint of :func:`im2col_rows`: kernel cell (a, b)'s run added back at its shift.
+    """The adjoint of :func:`im2col_rows`: kernel cell (a, b)'s runs added back at its shift.
 
-    dcols: (C*kH*kW, rows in part * R * N), zero in junk columns; added into flat (C, margin + rows*R + tail, N).
+    dcols: (C*kH*kW, rows in part * W_out * N), added into flat (C, margin + rows*R + tail, N).
     """
-    height, (kh, kw) = part.stop - part.start, window.kernel
+    (c, _, n), height, (kh, kw), r = flat.shape, part.stop - part.start, window.kernel, rows.length
     _zero_wrapped(dcols, rows, window.kernel, height)  # wrapped reads were zeros: no gradient flows back
-    run = height * rows.length
-    taps = dcols.reshape(flat.shape[0], kh * kw, run, flat.shape[2])
+    taps = dcols.reshape(c, kh * kw, height, rows.width, n)
     for k, shift in enumerate(rows.shifts):
-        start = rows.margin + shift + part.start * rows.length
-        flat[:, start : start + run] += taps[:, k]
+        start = rows.margin + shift + part.start * r
+        flat[:, start : start + height * r].reshape(c, height, r, n)[:, :, : rows.width] += taps[:, k]
 
 
 def image_from_rows(flat: np.ndarray, window: Window, rows: Rows, size: tuple[int, int]) -> np.ndarray:
@@ -265,17 +265,17 @@ def conv2d_forward(
     rows = _rows(window, x.shape[2:], out) if window.stride == (1, 1) else None
     x_c = to_chwn(x) if rows else batch_innermost(x)  # (C, H, W, N)
     source = image_rows(x_c, window, rows, dtype, workspace) if rows else x_c
-    width = rows.length if rows else out[1]  # columns per output row and image
-    parts = chunks(out[0], x.shape[1] * w[0, 0].size * width * n * dtype.itemsize)  # by one output row's columns
-    y = np.empty((o, out[0] * width * n), dtype=dtype)  # (O, H_out, width, N)
+    row = out[1] * n  # columns per output row
+    parts = chunks(out[0], x.shape[1] * w[0, 0].size * row * dtype.itemsize)
+    y = np.empty((o, out[0] * row), dtype=dtype)  # (O, H_out*W_out*N)
     for part in parts:
-        cols = _columns(source, window, rows, out, part, dtype, workspace)  # (C*kH*kW, rows in part * width * N)
-        block = y[:, part.start * width * n : part.stop * width * n]
+        cols = _columns(source, window, rows, out, part, dtype, workspace)  # (C*kH*kW, rows in part * W_out*N)
+        block = y[:, part.start * row : part.stop * row]
         for w_g, cols_g, y_g in _groups(w, cols, block, groups):
             np.matmul(w_g, cols_g, out=y_g)
     if b is not None:
         y += b[:, None]
-    y = to_nchw(y.reshape(o, out[0], width, n)[:, :, : out[1]])  # (N, O, H_out, W_out)
+    y = to_nchw(y.reshape(o, *out, n))  # (N, O, H_out, W_out)
     cache = Conv2DCache(
         x_c, w, b is not None, window, groups, padding_mode, sides, x_shape, y.shape, rows, parts, workspace
     )
@@ -318,23 +318,16 @@ def conv2d_backward(dy, cache: Conv2DCache, input_grad: bool = True):
     check_same_shape(dy, cache.y_shape, "dy", where)
     (_, *size, n), (_, o, *out) = cache.x_c.shape, cache.y_shape
     window, rows, dtype, workspace = cache.window, cache.rows, np.result_type(cache.x_c, cache.w), cache.workspace
-    width = rows.length if rows else out[1]  # columns per output row and image
-    dy_c = to_chwn(dy)  # (O, H_out, W_out, N)
-    if width == out[1]:
-        dy2 = dy_c.reshape(o, -1)  # (O, H_out*W_out*N): free when dy is in this order
-    else:
-        dy2 = zeroed(workspace, "dy rows", (o, out[0], width, n), dy.dtype)  # junk columns get zero
-        dy2[:, :, : out[1]] = dy_c
-        dy2 = dy2.reshape(o, -1)  # (O, H_out*R*N)
-
-    db = dy2.sum(axis=1) if cache.has_bias else None  # junk columns hold zeros
+    row = out[1] * n  # columns per output row
+    dy2 = to_chwn(dy).reshape(o, -1)  # (O, H_out*W_out*N): free when dy is in this order
+    db = dy2.sum(axis=1) if cache.has_bias else None
     dw = np.zeros(cache.w.shape, dtype=dtype)
     source = image_rows(cache.x_c, window, rows, dtype, workspace) if rows else cache.x_c
     if input_grad:  # dX accumulates in the layout the columns were read from
         dx_c = zeroed(workspace, "gradient rows", source.shape, dtype) if rows else np.zeros(source.shape, dtype)
     for part in cache.chunks:
         cols = _columns(source, window, rows, tuple(out), part, dtype, workspace)  # rebuilt, not kept
-        block = dy2[:, part.start * width * n : part.stop * width * n]
+        block = dy2[:, part.start * row : part.stop * row]
         # dcols may take the buffer of cols: each group reads its cols rows before writing its dcols rows
         dcols = scratch(workspace, "columns", cols.shape, dtype) if input_grad else None
         for g, (w_g, cols_g, dy_g) in enumerate(_groups(cache.w, cols, block, cache.groups)):
@@ -356,8 +349,8 @@ def conv2d_backward(dy, cache: Conv2DCache, input_grad: bool = True):
 
 
 def _columns(source, window: Window, rows: Rows | None, out: tuple[int, int], part: slice, dtype, workspace):
-    """im2col of the output rows in ``part``, for the stride at hand: (C*kH*kW, rows in part * R * N) from the
-    flat rows of :func:`image_rows` for stride 1, (C*kH*kW, rows in part * W_out * N) from (C, H, W, N) otherwise."""
+    """im2col of the output rows in ``part``, for the stride at hand, (C*kH*kW, rows in part * W_out * N): from the
+    flat rows of :func:`image_rows` for stride 1, from (C, H, W, N) otherwise."""
     if rows is not None:
         return im2col_rows(source, window, rows, part, workspace)
     return im2col(source, window, out, part, dtype, workspace).reshape(
