@@ -158,17 +158,37 @@ def _zero_wrapped(cols: np.ndarray, rows: Rows, kernel: tuple[int, int], height:
             grid[:, :, b, :, columns] = 0
 
 
-def col2im_rows(dcols: np.ndarray, window: Window, rows: Rows, part: slice, flat: np.ndarray) -> None:
-    """The adjoint of :func:`im2col_rows`: kernel cell (a, b)'s runs added back at its shift.
+def col2im_rows(dcols: np.ndarray, window: Window, rows: Rows, part: slice, flat: np.ndarray, workspace=None) -> None:
+    """The adjoint of :func:`im2col_rows`: each kernel cell's columns added back at its shift.
+
+    Kernel cell (a, b) adds its value for output cell (i, j) onto map cell ``(i + D_h*a)*R + j + D_w*b -
+    lead_w``.  Where an output row is a whole map row (W_out = R) each kernel cell's columns are one run.
+    Otherwise they are runs of W_out*N values R*N apart, and NumPy adds such strided runs about three times
+    slower than a contiguous one, so the sum is taken in two steps: over kernel rows a first, into a compact
+    map ``S_b[i + D_h*a, j] += dcols[(a,b), (i, j)]`` (contiguous runs), then over kernel columns b, each
+    ``S_b`` added once onto the map shifted by ``D_w*b - lead_w`` (kW strided adds instead of kH*kW).
 
     dcols: (C*kH*kW, rows in part * W_out * N), added into flat (C, margin + rows*R + tail, N).
     """
-    (c, _, n), height, (kh, kw), r = flat.shape, part.stop - part.start, window.kernel, rows.length
+    (c, _, n), height, (kh, kw), (dh, dw) = flat.shape, part.stop - part.start, window.kernel, window.dilation
+    r, run = rows.length, rows.width * n  # cells per map row; values per output row
     _zero_wrapped(dcols, rows, window.kernel, height)  # wrapped reads were zeros: no gradient flows back
-    taps = dcols.reshape(c, kh * kw, height, rows.width, n)
-    for k, shift in enumerate(rows.shifts):
-        start = rows.margin + shift + part.start * r
-        flat[:, start : start + height * r].reshape(c, height, r, n)[:, :, : rows.width] += taps[:, k]
+    taps = dcols.reshape(c, kh, kw, height * run)
+    origin = rows.margin - window.lead[1] + part.start * r  # map cell read by kernel cell (0, 0) at (part.start, 0)
+    if rows.width == r:
+        for a in range(kh):
+            for b in range(kw):
+                start = (origin + dh * a * r + dw * b) * n
+                flat.reshape(c, -1)[:, start : start + height * run] += taps[:, a, b]
+        return
+    span = height + dh * (kh - 1)  # map rows the chunk's windows cover
+    sums = scratch(workspace, "kernel row sums", (c, span * run), flat.dtype)
+    for b in range(kw):
+        sums.fill(0)
+        for a in range(kh):
+            sums[:, dh * a * run : (dh * a + height) * run] += taps[:, a, b]
+        start = origin + dw * b
+        flat[:, start : start + span * r].reshape(c, span, r * n)[:, :, :run] += sums.reshape(c, span, run)
 
 
 def image_from_rows(flat: np.ndarray, window: Window, rows: Rows, size: tuple[int, int]) -> np.ndarray:
@@ -337,7 +357,7 @@ def conv2d_backward(dy, cache: Conv2DCache, input_grad: bool = True):
                 rows_g = slice(g * w_g.shape[1], (g + 1) * w_g.shape[1])
                 np.matmul(w_g.T, dy_g, out=dcols[rows_g])
         if input_grad:
-            _columns_to_input(dcols, window, rows, tuple(out), part, dx_c)
+            _columns_to_input(dcols, window, rows, tuple(out), part, dx_c, workspace)
     if window.mode == "conv":
         dw = np.ascontiguousarray(dw[:, :, ::-1, ::-1])
     dx = None
@@ -358,11 +378,11 @@ def _columns(source, window: Window, rows: Rows | None, out: tuple[int, int], pa
     )
 
 
-def _columns_to_input(dcols: np.ndarray, window: Window, rows: Rows | None, out, part: slice, dx) -> None:
+def _columns_to_input(dcols: np.ndarray, window: Window, rows: Rows | None, out, part: slice, dx, workspace) -> None:
     """col2im of the output rows in ``part``, for the stride at hand, added into dx: flat rows for stride 1,
     (C, H, W, N) otherwise."""
     if rows is not None:
-        col2im_rows(dcols, window, rows, part, dx)
+        col2im_rows(dcols, window, rows, part, dx, workspace)
     else:
         c, n = dx.shape[0], dx.shape[3]
         col2im(dcols.reshape(c, *window.kernel, part.stop - part.start, out[1], n), window, out, part, dx)
