@@ -28,18 +28,61 @@ def _seed_cnn(rng, dtype=np.float64):
 
 
 def test_forward_and_backward_chain_the_layers(rng):
+    """Sequential gives what the layers give one after the other (it runs each ReLU before a max-pooling after
+    it, see the next test)."""
     model = _seed_cnn(rng)
     x = rng.standard_normal((3, 1, 28, 28))
     h = x
     for layer in model:
         h = layer.forward(h)
-    np.testing.assert_array_equal(model.forward(x), h)
     dy = rng.standard_normal(h.shape)
     g = dy
     for layer in reversed(model.layers):
         g = layer.backward(g)
+    grads = {name: grad.copy() for name, grad in model.grads.items()}
+    np.testing.assert_array_equal(model.forward(x), h)
     np.testing.assert_array_equal(model.backward(dy), g)
+    for name, grad in model.grads.items():
+        np.testing.assert_array_equal(grad, grads[name])
     assert g.shape == x.shape
+
+
+def _one_by_one(model, x, dy):
+    """Output, input gradient, parameter gradients and max-pooling indices of the layers run one by one."""
+    h = x
+    for layer in model:
+        h = layer.forward(h)
+    g = dy
+    for layer in reversed(model.layers):
+        g = layer.backward(g)
+    indices = [layer.indices.copy() for layer in model if isinstance(layer, MaxPool2D)]
+    return h, g, {name: grad.copy() for name, grad in model.grads.items()}, indices
+
+
+@pytest.mark.parametrize("training", [True, False])
+def test_relu_before_max_pooling_runs_after_it_with_the_same_results(rng, training):
+    """Sequential runs a ReLU that precedes a tiling max-pooling after it, on the pooled values.  Output,
+    gradients and indices stay those of the layers one by one, exactly: on integer inputs full of ties, zeros
+    and windows with nothing positive (after ReLU all their cells are 0 and the first one wins), and with a
+    NaN.  The second pooling (ceil_mode, a window past the input) does not tile, so its ReLU runs first."""
+    kw = {"dtype": np.float64, "rng": rng}
+    layers = [ReLU(), MaxPool2D(2), Conv2D(2, 3, 3, padding=1, **kw), ReLU(), MaxPool2D(2, ceil_mode=True)]
+    model = Sequential(layers + [Flatten(), Linear(27, 4, **kw)]).train(training)
+    x = rng.integers(-3, 3, size=(2, 2, 10, 10)).astype(np.float64)
+    x[1, 0, 4, 5] = np.nan
+    dy = rng.standard_normal((2, 4))
+    assert (x.reshape(2, 2, 5, 2, 5, 2).max(axis=(3, 5)) <= 0).sum() >= 5  # windows with nothing positive
+    y, dx, grads, indices = _one_by_one(model, x, dy)
+
+    np.testing.assert_array_equal(model.forward(x), y)
+    assert model[0]._cache.shape == (2, 2, 5, 5)  # the first ReLU saw the pooled values
+    assert model[3]._cache.shape == (2, 3, 5, 5)  # the second ran before its pooling
+    np.testing.assert_array_equal(model.backward(dy), dx)
+    for name, grad in model.grads.items():
+        np.testing.assert_array_equal(grad, grads[name])
+    np.testing.assert_array_equal(model[1].indices, indices[0])
+    np.testing.assert_array_equal(model[4].indices, indices[1])
+    np.testing.assert_array_equal(model.predict(x), y)
 
 
 def test_params_and_grads_are_the_layers_own_arrays(rng):

@@ -182,6 +182,19 @@ def test_maxpool2d_tiled_with_nan_and_ties_matches_loops(rng, order):
         np.testing.assert_array_equal(cache.indices, indices)
 
 
+@pytest.mark.parametrize("winners", [True, False])
+def test_maxpool2d_with_a_floor_is_max_pooling_of_relu(rng, winners):
+    """``floor=0`` pools ``max(X, 0)``: the loops' output and winners on ``relu(x)``, ties among the zeros going
+    to the first cell, for tiling windows (the running maximum starts at the floor) and others (the input is
+    clamped first); with ``winners=False`` the winners found later use the floor too."""
+    for size, hyper in [((6, 6), (2,)), ((7, 5), (2,)), ((6, 6), (3, 1, 1)), ((5, 7), (2, 2, 0, "xcorr", (1, 1)))]:
+        x = rng.integers(-3, 3, size=(2, 3, *size)).astype(float)  # many ties, zeros and windows with nothing positive
+        y, cache = F.maxpool2d_forward(x, *hyper, winners=winners, floor=0.0)
+        ry, indices = R.maxpool2d_forward(np.maximum(x, 0), *hyper)
+        np.testing.assert_array_equal(y, ry)
+        np.testing.assert_array_equal(cache.indices, indices)
+
+
 def test_maxpool2d_ties_go_to_the_first_input_cell():
     x = np.zeros((1, 1, 4, 4))
     for mode in ("xcorr", "conv"):

@@ -44,6 +44,27 @@ def _held(x, given, layers) -> bool:
     return any(np.may_share_memory(x, kept) for cache in caches for kept in _arrays(cache))
 
 
+def _relu_then_pool(layers, shape) -> bool:
+    """Whether ``layers`` are a ReLU and then a max-pooling whose windows tile an input of ``shape``.
+
+    Such a pair runs the other way round.  ReLU is non-decreasing and every window holds an input cell (the
+    window geometry checks it), so ``max_w relu(x) = relu(max_w x)``.  The pooling takes its maxima with a
+    floor of 0 (``forward_rectified``), which gives the winners of max-pooling ``relu(x)``, ties included.  The
+    gradients agree: each window's dY goes to its winner x* times ``relu'(x*) = [x* > 0]``, and the ReLU after
+    the pooling multiplies it by ``[max(x*, 0) > 0]``, the same.  ReLU then works on the pooled values, a
+    quarter of them for 2x2 windows.  Windows that tile are where this pays: the pooling reads x as it is.
+    """
+    from .layers import MaxPool2D, ReLU  # imported here: layers.residual imports this module
+
+    return (
+        len(layers) == 2
+        and type(layers[0]) is ReLU
+        and type(layers[1]) is MaxPool2D
+        and len(shape) == 4
+        and layers[1].windows_tile(shape)
+    )
+
+
 class Sequential:
     """A chain of layers with the layer interface: ``forward``, ``backward``, ``params``, ``grads``.
 
@@ -56,45 +77,64 @@ class Sequential:
         for i, layer in enumerate(self.layers):
             if not (callable(getattr(layer, "forward", None)) and callable(getattr(layer, "backward", None))):
                 raise TypeError(f"Sequential: item {i} must be a layer with forward and backward, got {layer!r}")
+        self._order = None  # the layers in the order the last forward ran them
 
     def forward(self, x) -> np.ndarray:
-        """Every layer in order.  Layers that can (ReLU) write a large output over their input when nothing else
-        holds it: not the caller's ``x`` nor a view of it, and no array an earlier layer keeps for its backward
-        pass (a batch normalisation without affine parameters returns the X_hat it keeps, a Dropout in evaluation
-        mode passes its input on as it is)."""
-        given = x
-        for i, layer in enumerate(self.layers):
-            large = getattr(x, "nbytes", 0) >= IN_PLACE_BYTES
-            if hasattr(layer, "forward_in_place") and large and not _held(x, given, self.layers[:i]):
+        """Every layer in order, but for a ReLU directly before a max-pooling whose windows tile its input: the
+        pooling runs first (the two commute, see :func:`_relu_then_pool`), and backward follows suit.
+
+        Layers that can (ReLU) write a large output over their input when nothing else holds it: not the
+        caller's ``x`` nor a view of it, and no array a layer that ran before keeps for its backward pass (a
+        batch normalisation without affine parameters returns the X_hat it keeps, a Dropout in evaluation mode
+        passes its input on as it is)."""
+        given, self._order, i = x, [], 0
+        while i < len(self.layers):
+            swap = _relu_then_pool(self.layers[i : i + 2], np.shape(x))
+            if swap:
+                x = self.layers[i + 1].forward_rectified(x)
+                self._order.append(i + 1)
+            layer, large = self.layers[i], getattr(x, "nbytes", 0) >= IN_PLACE_BYTES
+            ran = [self.layers[j] for j in self._order]
+            if hasattr(layer, "forward_in_place") and large and not _held(x, given, ran):
                 x = layer.forward_in_place(x)
             else:
                 x = layer.forward(x)
+            self._order.append(i)
+            i += 2 if swap else 1
         return x
 
     __call__ = forward
 
     def predict(self, x) -> np.ndarray:
         """The output for inference, keeping nothing for a backward pass (the layers' caches are untouched).
+        A ReLU before a max-pooling runs after it, as in ``forward``.
 
         Layers that can (ReLU) write their output over the previous layer's, which nothing else holds; never
         over the caller's ``x`` or a view of it (what Flatten or an evaluation-mode Dropout pass on).
         """
-        given = x
-        for layer in self.layers:
+        given, i = x, 0
+        while i < len(self.layers):
+            swap = _relu_then_pool(self.layers[i : i + 2], np.shape(x))
+            if swap:
+                x = self.layers[i + 1].predict(x)
+            layer = self.layers[i]
             in_place = hasattr(layer, "predict_in_place") and not np.may_share_memory(x, given)
             x = layer.predict_in_place(x) if in_place else layer.predict(x)
+            i += 2 if swap else 1
         return x
 
     def backward(self, dy, input_grad: bool = True) -> np.ndarray | None:
-        """Back through every layer; ``input_grad=False`` skips the gradient of the model's input (data).
+        """Back through every layer, in the reverse of the order the last forward ran them;
+        ``input_grad=False`` skips the gradient of the model's input (data).
 
         Layers that can (ReLU) write their gradient over the one they receive unless it is the caller's ``dy``
         or a view of it.  Every other gradient is a temporary of this pass: a layer's backward returns a new
         array, or a view of the gradient it was given (Flatten).
         """
         given = dy
-        for i in reversed(range(len(self.layers))):
-            layer, wanted = self.layers[i], input_grad or i > 0
+        order = self._order if self._order is not None else range(len(self.layers))  # no forward yet: layers say so
+        for k in reversed(range(len(order))):
+            layer, wanted = self.layers[order[k]], input_grad or k > 0
             if hasattr(layer, "backward_in_place") and not np.may_share_memory(dy, given):
                 dy = layer.backward_in_place(dy, wanted)
             else:

@@ -44,6 +44,7 @@ from .pool import (
     global_avgpool2d_forward,
     maxpool2d_backward,
     maxpool2d_forward,
+    windows_tile,
 )
 
 __all__ = [
@@ -85,4 +86,5 @@ __all__ = [
     "softmax_jacobian",
     "tanh_backward",
     "tanh_forward",
+    "windows_tile",
 ]

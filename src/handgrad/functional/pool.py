@@ -22,15 +22,15 @@ class MaxPool2DCache(NamedTuple):
     window: Window
     x_shape: tuple
     x: np.ndarray | None = None  # the input, kept when the winners were not tracked (winners=False)
+    floor: float | None = None  # the maxima were those of max(X, floor)
 
     def winners(self) -> np.ndarray:
         """``cell``, computed from the kept input if the forward pass did not track it."""
         if self.cell is not None:
             return self.cell
         w = self.window
-        return maxpool2d_forward(self.x, w.kernel, w.stride, w.padding, w.mode, w.center, w.dilation, w.ceil_mode)[
-            1
-        ].cell
+        hyper = (w.kernel, w.stride, w.padding, w.mode, w.center, w.dilation, w.ceil_mode)
+        return maxpool2d_forward(self.x, *hyper, floor=self.floor)[1].cell
 
     @property
     def indices(self) -> np.ndarray:
@@ -63,6 +63,7 @@ def maxpool2d_forward(
     dilation=1,
     ceil_mode=False,
     winners=True,
+    floor=None,
 ):
     """Max-pool a batch of images and remember where each maximum came from.
 
@@ -85,6 +86,9 @@ def maxpool2d_forward(
         ceil_mode: round the output size up; windows running past the padded input read minus infinity there.
         winners: False only takes the maxima (faster, for inference); the cache then keeps ``x`` and the
             winners are found if a backward pass asks for them.
+        floor: pool ``max(X, floor)`` instead of X (``floor=0``: max-pooling of ReLU(X)), output, winners
+            and ties alike.  Where the windows tile the input, ``max(X, floor)`` is never formed: the running
+            maximum starts at the floor.
 
     Returns:
         y: (N, C, H_out, W_out), a view of (C, H_out, W_out, N) memory, and the cache for
@@ -95,10 +99,13 @@ def maxpool2d_forward(
     kw = window.kernel[1]
 
     x_c = batch_innermost(x)  # (C, H, W, N)
+    tiled = windows_tile(window, (h, w), out)
+    if floor is not None and not (winners and tiled):
+        x_c = np.maximum(x_c, floor)
     if not winners:
-        return to_nchw(_maxima(x_c, window, out)), MaxPool2DCache(None, window, x.shape, x)
-    if _tiles(window, (h, w), out):
-        y, cell = _tiled_forward(x_c, window.kernel, out)
+        return to_nchw(_maxima(x_c, window, out)), MaxPool2DCache(None, window, x.shape, x, floor)
+    if tiled:
+        y, cell = _tiled_forward(x_c, window.kernel, out, floor)
         return to_nchw(y), MaxPool2DCache(to_nchw(cell), window, x.shape)
     y = np.full((c, *out, n), -np.inf, dtype=x.dtype)
     cell = np.full((c, *out, n), -1, dtype=_cell_dtype(window.kernel))  # -1: no input cell seen yet
@@ -130,7 +137,7 @@ def maxpool2d_backward(dy, cache: MaxPool2DCache):
     check_same_shape(dy, (n, c, *window.output_size(h, w, where)), "dy", where)
     dy_c, cell = batch_innermost(dy), batch_innermost(cache.winners())  # (C, H_out, W_out, N)
     out = cell.shape[1:3]
-    if _tiles(window, (h, w), out):
+    if windows_tile(window, (h, w), out):
         return to_nchw(_tiled_backward(dy_c, cell, window.kernel, (h, w)))
     disjoint = all(s >= e for s, e in zip(window.stride, window.extent))  # each input cell in one window at most
     dx_c = np.zeros((c, h, w, n), dtype=dy.dtype)
@@ -163,7 +170,7 @@ def _maxima(x_c: np.ndarray, window: Window, out: tuple[int, int]) -> np.ndarray
     return y
 
 
-def _tiles(window: Window, size: tuple[int, int], out: tuple[int, int]) -> bool:
+def windows_tile(window: Window, size: tuple[int, int], out: tuple[int, int]) -> bool:
     """Windows that tile the input, the usual pooling: stride = window, no dilation, no lead (no padding before,
     origin centre), and no window running past the input (ceil_mode)."""
     return (
@@ -185,12 +192,15 @@ def _phases(a: np.ndarray, kernel: tuple[int, int], out: tuple[int, int]) -> np.
     return a[:, : h_out * kh, : w_out * kw].reshape(c, h_out, kh, w_out, kw, n).transpose(2, 4, 0, 1, 3, 5)
 
 
-def _tiled_forward(x_c: np.ndarray, kernel: tuple[int, int], out: tuple[int, int]):
+def _tiled_forward(x_c: np.ndarray, kernel: tuple[int, int], out: tuple[int, int], floor=None):
     """The maximum of tiling windows and the cell that won it, both (C, H_out, W_out, N).  Same results and
-    ties as the general loop: one whole-batch step per window cell, on the phases of :func:`_phases`."""
+    ties as the general loop: one whole-batch step per window cell, on the phases of :func:`_phases`.
+
+    With a floor the running maximum starts at ``max(first cell, floor)``: a later cell wins only where it
+    is greater than that, which is where it would win in ``max(X, floor)``."""
     phases = _phases(x_c, kernel, out)
     cells = [phases[a, b] for a in range(kernel[0]) for b in range(kernel[1])]
-    y = cells[0].copy()
+    y = cells[0].copy() if floor is None else np.maximum(cells[0], floor)
     cell = np.zeros(y.shape, dtype=_cell_dtype(kernel))
     for k in range(1, len(cells)):
         _mark(cell, cells[k] > y, k)

@@ -140,10 +140,22 @@ class MaxPool2D(_Pool):
             raise RuntimeError("MaxPool2D.indices exist after a forward pass")
         return self._cache.indices
 
-    def _forward(self, x, winners=None):
+    def windows_tile(self, input_shape) -> bool:
+        """Whether the windows tile an input of this shape (N, C, H, W): side by side, each inside the input."""
+        h, w = input_shape[2:]
+        return F.windows_tile(self.window, (h, w), self.window.pooled_size(h, w, "MaxPool2D"))
+
+    def forward_rectified(self, x):
+        """``forward(relu(x))`` without forming ``relu(x)``: the maxima of ``max(x, 0)``, with its winners and
+        ties (see the ``floor`` of :func:`handgrad.functional.maxpool2d_forward`)."""
+        y, self._cache = self._forward(x, floor=0.0)
+        return y
+
+    def _forward(self, x, winners=None, floor=None):
         w = self.window
         winners = self.training if winners is None else winners
-        return F.maxpool2d_forward(x, w.kernel, w.stride, w.padding, w.mode, w.center, w.dilation, w.ceil_mode, winners)
+        hyper = (w.kernel, w.stride, w.padding, w.mode, w.center, w.dilation, w.ceil_mode)
+        return F.maxpool2d_forward(x, *hyper, winners=winners, floor=floor)
 
     def predict(self, x):
         return self._forward(x, winners=False)[0]
