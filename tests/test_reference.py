@@ -207,9 +207,12 @@ def test_maxpool2d_ties_go_to_the_first_input_cell():
 
 
 @pytest.mark.parametrize("bias", [True, False])
-def test_linear_matches_loops(rng, record, bias):
+@pytest.mark.parametrize("order", ["C", "F"])
+def test_linear_matches_loops(rng, record, bias, order):
+    """Inputs in either memory order (F: feature maps flattened with the batch innermost); dX comes back in
+    the input's order."""
     for n, m, k in [(1, 1, 1), (1, 5, 3), (4, 7, 2), (6, 3, 8)]:
-        x, w = rng.standard_normal((n, m)), rng.standard_normal((m, k))
+        x, w = np.asarray(rng.standard_normal((n, m)), order=order), rng.standard_normal((m, k))
         b = rng.standard_normal(k) if bias else None
         y, cache = F.linear_forward(x, w, b)
         errors = [assert_close(y, R.linear_forward(x, w, b), RTOL, "y", (n, m, k))]
@@ -219,6 +222,8 @@ def test_linear_matches_loops(rng, record, bias):
                 assert got is None
             else:
                 errors.append(assert_close(got, want, RTOL, name, (n, m, k)))
+        dx = F.linear_backward(dy, cache)[0]
+        assert dx.flags.c_contiguous if order == "C" else dx.flags.f_contiguous
         record("Linear", "reference", *errors)
 
 

@@ -47,7 +47,9 @@ def linear_backward(dy, cache: LinearCache, input_grad: bool = True):
         dW = X^T dY          (in, out) = (in, N)(N, out)     summed over the batch by the product
         dB = sum_n dY[n, :]  (out,)
 
-    ``input_grad=False`` skips dX (a first layer's input needs none) and returns None for it.
+    ``input_grad=False`` skips dX (a first layer's input needs none) and returns None for it.  dX comes in X's
+    memory order: for an X stored as X^T (feature maps flattened with the batch innermost), as the transpose
+    of ``dX^T = W dY^T``, so that the layers below receive their gradient in the order they work in.
 
     Returns:
         dx, dw, db (None when the forward had no bias).
@@ -56,4 +58,8 @@ def linear_backward(dy, cache: LinearCache, input_grad: bool = True):
     dy = as_float_array(dy, "dy", where)
     check_same_shape(dy, (cache.x.shape[0], cache.w.shape[1]), "dy", where)
     db = dy.sum(axis=0) if cache.has_bias else None
-    return (dy @ cache.w.T if input_grad else None), cache.x.T @ dy, db
+    dx = None
+    if input_grad:
+        transposed = cache.x.flags.f_contiguous and not cache.x.flags.c_contiguous
+        dx = (cache.w @ dy.T).T if transposed else dy @ cache.w.T
+    return dx, cache.x.T @ dy, db
