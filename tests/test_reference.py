@@ -166,6 +166,31 @@ def test_layers_reusing_their_scratch_memory_match_the_loops(rng):
         np.testing.assert_allclose(dx, rx, rtol=RTOL)
 
 
+def test_conv2d_backward_uses_the_forward_columns_only_while_they_are_there(rng):
+    """A forward whose columns fit in one chunk leaves them in the workspace for its backward.  Any call on the
+    same workspace in between (another forward, an inference pass, a backward) writes over them, and the
+    backward must then build them again: every backward below gets the loops' answer for its own input."""
+    from handgrad.layers import Conv2D
+
+    w, b = rng.standard_normal((3, 2, 3, 3)), rng.standard_normal(3)
+    xs = [distinct_values(rng, (2, 2, 6, 6)) for _ in range(2)]
+    dy = rng.uniform(-1, 1, size=(2, 3, 4, 4))
+    want = [R.conv2d_backward(dy, x, w, 1, 0) for x in xs]
+    workspace = {}
+    first, second = (F.conv2d_forward(x, w, b, workspace=workspace)[1] for x in xs)
+    for cache, (rx, rw, _) in [(first, want[0]), (second, want[1]), (second, want[1]), (first, want[0])]:
+        dx, dw, _ = F.conv2d_backward(dy, cache)
+        np.testing.assert_allclose(dx, rx, rtol=RTOL)
+        np.testing.assert_allclose(dw, rw, rtol=RTOL)
+
+    conv = Conv2D(2, 3, 3, dtype=np.float64, rng=rng)
+    conv.params["weight"][...], conv.params["bias"][...] = w, b
+    conv.forward(xs[0])
+    conv.predict(xs[1])
+    np.testing.assert_allclose(conv.backward(dy), want[0][0], rtol=RTOL)
+    np.testing.assert_allclose(conv.grads["weight"], want[0][1], rtol=RTOL)
+
+
 @pytest.mark.parametrize("order", ["NCHW", "CHWN"])
 def test_maxpool2d_tiled_with_nan_and_ties_matches_loops(rng, order):
     """Tiling windows, on inputs in either memory order (a caller's array, or a layer's output with the batch

@@ -5,6 +5,8 @@ the operating system, which returns them zero-filled page by page on the next st
 ``workspace`` dict and passes it down; a kernel takes each temporary from it when one of the same name,
 shape and dtype is there.  Results never depend on the workspace: a scratch array is fully written before
 it is read, and ``zeroed`` ones are cleared on every call.  Without a workspace (None) every call allocates.
+The one exception is read under a check: a convolution's backward pass reads the columns its forward pass
+left in scratch only if no call has written the workspace since (:func:`stamp`, :func:`untouched`).
 
 Kernels whose temporaries grow with the input work through it in :func:`chunks` (a convolution, a few output
 rows at a time), so that each temporary stays in cache between the step that writes it and the one that reads
@@ -27,6 +29,22 @@ def scratch(workspace: dict | None, name: str, shape: tuple, dtype) -> np.ndarra
     if buffer is None:
         buffer = workspace[key] = np.empty(shape, dtype=dtype)
     return buffer
+
+
+def stamp(workspace: dict | None) -> int | None:
+    """Mark a call that writes the workspace's scratch, and return the mark.  A kernel that leaves a result in
+    scratch for its next call (the columns of a convolution, for its backward pass) records the mark of the
+    call that wrote it; the result is still there while no other call has stamped the workspace since.  Without
+    a workspace nothing is shared: None."""
+    if workspace is None:
+        return None
+    workspace["stamp"] = mark = workspace.get("stamp", 0) + 1
+    return mark
+
+
+def untouched(workspace: dict | None, mark: int | None) -> bool:
+    """Whether no call has written the workspace's scratch since the one that got ``mark``."""
+    return workspace is None or workspace.get("stamp") == mark
 
 
 def zeroed(workspace: dict | None, name: str, shape: tuple, dtype) -> np.ndarray:

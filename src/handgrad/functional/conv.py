@@ -25,11 +25,11 @@ from .._checks import as_float_array, check_same_shape, check_shape, positive_in
 from ..shapes import Window
 from . import padding as padding_modes
 from ._layout import batch_innermost, to_chwn, to_nchw
-from ._scratch import chunks, scratch, zeroed
+from ._scratch import chunks, scratch, stamp, untouched, zeroed
 
 
 class Conv2DCache(NamedTuple):
-    x_c: np.ndarray  # (C, H, W, N): the input (padded, for a padding mode); columns are rebuilt from it
+    x_c: np.ndarray  # (C, H, W, N): the input (padded, for a padding mode); backward rebuilds columns from it
     w: np.ndarray  # (O, C/G, kH, kW): the kernel as cross-correlated (flipped when mode="conv")
     has_bias: bool
     window: Window  # the window on x (no padding left when a padding mode padded x already)
@@ -41,6 +41,8 @@ class Conv2DCache(NamedTuple):
     rows: Rows | None  # the flat layout of stride 1; None for other strides
     chunks: list  # slices of the output rows, each with columns of at most _scratch.CHUNK_BYTES
     workspace: dict | None  # scratch memory lent by the caller
+    columns: np.ndarray | None  # the columns, when one chunk held them all (in scratch memory: see mark)
+    mark: int | None  # the workspace's stamp when the columns were written; backward uses them if it is unchanged
 
 
 def _in_rows(reads, part: slice, stride: int):
@@ -95,6 +97,11 @@ class Rows(NamedTuple):
     shifts: list  # flat offset of each kernel cell (a, b): D_h*a*R + D_w*b - lead_w
     masks: list  # (b, columns j < W_out whose read for kernel column b wraps into a neighbouring row)
 
+    @property
+    def cells(self) -> int:
+        """Cells of the flat buffer: margin + rows*R + tail."""
+        return self.margin + self.rows * self.length + self.tail
+
 
 def _rows(window: Window, size: tuple[int, int], out: tuple[int, int]) -> Rows:
     (kh, kw), (dh, dw), lead_w = window.kernel, window.dilation, window.lead[1]
@@ -120,7 +127,7 @@ def image_rows(x_c: np.ndarray, window: Window, rows: Rows, dtype, workspace=Non
     row y at map row ``y + lead_h``, zeros around it (the vertical padding, and columns ``W <= x < R``)."""
     c, h, w, n = x_c.shape
     lead_h = window.lead[0]
-    flat = zeroed(workspace, "image rows", (c, rows.margin + rows.rows * rows.length + rows.tail, n), dtype)
+    flat = zeroed(workspace, "image rows", (c, rows.cells, n), dtype)
     visible = max(0, min(h, rows.rows - lead_h))
     _map(flat, rows)[:, lead_h : lead_h + visible, :w] = x_c[:, :visible]
     return flat
@@ -284,6 +291,7 @@ def conv2d_forward(
     o, n = w.shape[0], x.shape[0]
     rows = _rows(window, x.shape[2:], out) if window.stride == (1, 1) else None
     x_c = to_chwn(x) if rows else batch_innermost(x)  # (C, H, W, N)
+    mark = stamp(workspace)
     source = image_rows(x_c, window, rows, dtype, workspace) if rows else x_c
     row = out[1] * n  # columns per output row
     parts = chunks(out[0], x.shape[1] * w[0, 0].size * row * dtype.itemsize)
@@ -296,8 +304,9 @@ def conv2d_forward(
     if b is not None:
         y += b[:, None]
     y = to_nchw(y.reshape(o, *out, n))  # (N, O, H_out, W_out)
+    kept = cols if len(parts) == 1 else None  # backward rebuilds them unless they are all still there
     cache = Conv2DCache(
-        x_c, w, b is not None, window, groups, padding_mode, sides, x_shape, y.shape, rows, parts, workspace
+        x_c, w, b is not None, window, groups, padding_mode, sides, x_shape, y.shape, rows, parts, workspace, kept, mark
     )
     return y, cache
 
@@ -342,11 +351,15 @@ def conv2d_backward(dy, cache: Conv2DCache, input_grad: bool = True):
     dy2 = to_chwn(dy).reshape(o, -1)  # (O, H_out*W_out*N): free when dy is in this order
     db = dy2.sum(axis=1) if cache.has_bias else None
     dw = np.zeros(cache.w.shape, dtype=dtype)
-    source = image_rows(cache.x_c, window, rows, dtype, workspace) if rows else cache.x_c
+    kept = cache.columns if untouched(workspace, cache.mark) else None  # the forward's, if nothing wrote over them
+    stamp(workspace)
+    if kept is None:
+        source = image_rows(cache.x_c, window, rows, dtype, workspace) if rows else cache.x_c
     if input_grad:  # dX accumulates in the layout the columns were read from
-        dx_c = zeroed(workspace, "gradient rows", source.shape, dtype) if rows else np.zeros(source.shape, dtype)
+        shape = (cache.x_c.shape[0], rows.cells, n) if rows else cache.x_c.shape
+        dx_c = zeroed(workspace, "gradient rows", shape, dtype) if rows else np.zeros(shape, dtype)
     for part in cache.chunks:
-        cols = _columns(source, window, rows, tuple(out), part, dtype, workspace)  # rebuilt, not kept
+        cols = kept if kept is not None else _columns(source, window, rows, tuple(out), part, dtype, workspace)
         block = dy2[:, part.start * row : part.stop * row]
         # dcols may take the buffer of cols: each group reads its cols rows before writing its dcols rows
         dcols = scratch(workspace, "columns", cols.shape, dtype) if input_grad else None
