@@ -29,6 +29,7 @@ and together the windows span ``(H_out - 1)*S + D*(K - 1) + 1`` rows.
 
 from __future__ import annotations
 
+import functools
 import math
 import operator
 from dataclasses import dataclass
@@ -130,12 +131,12 @@ class Window:
         flipped = tuple(k - 1 - c for k, c in zip(self.kernel, self.center))
         return Window(self.kernel, self.stride, self.padding, flipped, "xcorr", self.dilation, self.ceil_mode)
 
-    @property
+    @functools.cached_property  # a window is immutable; layers ask for these on every call
     def extent(self) -> tuple[int, int]:
         """``D*(K - 1) + 1``: the rows (columns) one window covers."""
         return tuple(d * (k - 1) + 1 for d, k in zip(self.dilation, self.kernel))
 
-    @property
+    @functools.cached_property
     def lead(self) -> tuple[int, int]:
         """``P0 + D*c``: rows (columns) a cross-correlation window reads before the input starts."""
         window = self.as_xcorr()
@@ -195,7 +196,19 @@ class Window:
 
     def check_every_window_sees_input(self, size: tuple[int, int], out: tuple[int, int], where: str) -> None:
         """Raise ``ValueError`` if a window reads no input cell (for pooling, whose padding never wins)."""
-        for axis, name in ((0, "rows"), (1, "columns")):
+        unseen = self._unseen(tuple(size), tuple(out))
+        if unseen is not None:
+            name = ("rows", "columns")[unseen]
+            raise ValueError(
+                f"{where}: some windows hold only padding {name} (kernel_size {self.kernel}, stride "
+                f"{self.stride}, padding {self.padding}, dilation {self.dilation}, center {self.center}, "
+                f"input {tuple(size)}); reduce padding or move the center"
+            )
+
+    @functools.lru_cache(maxsize=256)  # windows are few and immutable, and pooling checks on every call
+    def _unseen(self, size: tuple[int, int], out: tuple[int, int]) -> int | None:
+        """The first axis (0 rows, 1 columns) on which some window reads no input cell, or None."""
+        for axis in (0, 1):
             seen = [False] * out[axis]
             for a in range(self.kernel[axis]):
                 out_range = self._axis_reads(a, size[axis], out[axis], axis)[0]
@@ -203,8 +216,5 @@ class Window:
                     for i in range(out_range.start, out_range.stop):
                         seen[i] = True
             if not all(seen):
-                raise ValueError(
-                    f"{where}: some windows hold only padding {name} (kernel_size {self.kernel}, stride "
-                    f"{self.stride}, padding {self.padding}, dilation {self.dilation}, center {self.center}, "
-                    f"input {tuple(size)}); reduce padding or move the center"
-                )
+                return axis
+        return None
