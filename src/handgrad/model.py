@@ -94,8 +94,11 @@ class Sequential:
                 x = self.layers[i + 1].forward_rectified(x)
                 self._order.append(i + 1)
             layer, large = self.layers[i], getattr(x, "nbytes", 0) >= IN_PLACE_BYTES
-            ran = [self.layers[j] for j in self._order]
-            if hasattr(layer, "forward_in_place") and large and not _held(x, given, ran):
+            if (
+                hasattr(layer, "forward_in_place")
+                and large
+                and not _held(x, given, [self.layers[j] for j in self._order])
+            ):
                 x = layer.forward_in_place(x)
             else:
                 x = layer.forward(x)

@@ -196,7 +196,7 @@ class Window:
 
     def check_every_window_sees_input(self, size: tuple[int, int], out: tuple[int, int], where: str) -> None:
         """Raise ``ValueError`` if a window reads no input cell (for pooling, whose padding never wins)."""
-        unseen = self._unseen(tuple(size), tuple(out))
+        unseen = _unseen(self, tuple(size), tuple(out))
         if unseen is not None:
             name = ("rows", "columns")[unseen]
             raise ValueError(
@@ -205,16 +205,17 @@ class Window:
                 f"input {tuple(size)}); reduce padding or move the center"
             )
 
-    @functools.lru_cache(maxsize=256)  # windows are few and immutable, and pooling checks on every call
-    def _unseen(self, size: tuple[int, int], out: tuple[int, int]) -> int | None:
-        """The first axis (0 rows, 1 columns) on which some window reads no input cell, or None."""
-        for axis in (0, 1):
-            seen = [False] * out[axis]
-            for a in range(self.kernel[axis]):
-                out_range = self._axis_reads(a, size[axis], out[axis], axis)[0]
-                if out_range is not None:
-                    for i in range(out_range.start, out_range.stop):
-                        seen[i] = True
-            if not all(seen):
-                return axis
-        return None
+
+@functools.lru_cache(maxsize=256)  # windows are few and immutable, and pooling checks on every call
+def _unseen(window: Window, size: tuple[int, int], out: tuple[int, int]) -> int | None:
+    """The first axis (0 rows, 1 columns) on which some window reads no input cell, or None."""
+    for axis in (0, 1):
+        seen = [False] * out[axis]
+        for a in range(window.kernel[axis]):
+            out_range = window._axis_reads(a, size[axis], out[axis], axis)[0]
+            if out_range is not None:
+                for i in range(out_range.start, out_range.stop):
+                    seen[i] = True
+        if not all(seen):
+            return axis
+    return None
