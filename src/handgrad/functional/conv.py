@@ -94,7 +94,6 @@ class Rows(NamedTuple):
     rows: int  # rows of the buffer: H_out + D_h*(kH - 1), and one spare for the last taps' overrun
     margin: int  # buffer cells before the map: lead_w
     tail: int  # and after it: D_w*(kW - 1) + 1
-    shifts: list  # flat offset of each kernel cell (a, b): D_h*a*R + D_w*b - lead_w
     masks: list  # (b, columns j < W_out whose read for kernel column b wraps into a neighbouring row)
 
     @property
@@ -106,14 +105,13 @@ class Rows(NamedTuple):
 def _rows(window: Window, size: tuple[int, int], out: tuple[int, int]) -> Rows:
     (kh, kw), (dh, dw), lead_w = window.kernel, window.dilation, window.lead[1]
     r = max(size[1], out[1])
-    shifts = [dh * a * r + dw * b - lead_w for a in range(kh) for b in range(kw)]
     masks = []
     for b in range(kw):  # output column j reads column j + D_w*b - lead_w, which must lie in [0, R)
         low = min(out[1], max(0, lead_w - dw * b))
         high = max(low, min(out[1], r - dw * b + lead_w))
         wrapped = [j for j in (slice(0, low), slice(high, out[1])) if j.stop > j.start]
         masks += [(b, j) for j in wrapped]
-    return Rows(r, out[1], out[0] + dh * (kh - 1) + 1, lead_w, dw * (kw - 1) + 1, shifts, masks)
+    return Rows(r, out[1], out[0] + dh * (kh - 1) + 1, lead_w, dw * (kw - 1) + 1, masks)
 
 
 def _map(flat: np.ndarray, rows: Rows) -> np.ndarray:
