@@ -231,6 +231,30 @@ def test_maxpool2d_ties_go_to_the_first_input_cell():
     np.testing.assert_array_equal(cache.indices[0, 0], [[0, 2], [8, 10]])  # top-left cell of each window
 
 
+def test_at_least_is_numpys_maximum_in_every_memory_order(rng):
+    """ReLU and the pooling floor take ``max(X, floor)`` with the floor as a small array over X's innermost
+    axes in memory: the same values as ``np.maximum`` against the scalar (NaN, infinities and signed zeros
+    included), the output in X's memory order, and ``out=x`` in place."""
+    from handgrad.functional._layout import to_nchw
+    from handgrad.functional._ufuncs import at_least
+
+    chwn = rng.standard_normal((3, 5, 6, 70))
+    chwn[0, 1, 2, :3] = [np.nan, -np.inf, -0.0]
+    wide = rng.standard_normal((2, 3, 40, 80))  # innermost axes over FLOOR_CELLS: the floor stops at one axis
+    arrays = [to_nchw(chwn), chwn, np.asfortranarray(chwn), chwn[:, ::2, ::-1], wide, rng.standard_normal(7)]
+    arrays += [np.array(-2.0), np.zeros((0, 3)), np.ones((4, 1, 1)), chwn.astype(np.float32)]
+    for x in arrays:
+        for floor in (0.0, -0.5):
+            y = at_least(x, floor)
+            np.testing.assert_array_equal(y, np.maximum(x, floor))
+            np.testing.assert_array_equal(np.signbit(y), np.signbit(np.maximum(x, floor)))
+            assert y.dtype == x.dtype and y.strides == np.maximum(x, floor).strides
+    x = to_nchw(chwn).copy(order="K")
+    want = np.maximum(x, 0.0)
+    assert np.shares_memory(at_least(x, 0.0, out=x), x)
+    np.testing.assert_array_equal(x, want)
+
+
 @pytest.mark.parametrize("bias", [True, False])
 @pytest.mark.parametrize("order", ["C", "F"])
 def test_linear_matches_loops(rng, record, bias, order):

@@ -9,11 +9,12 @@ from __future__ import annotations
 import numpy as np
 
 from .._checks import as_float_array, check_same_shape, check_shape
+from ._ufuncs import at_least
 
 
 def relu(x, out=None):
     """``Y = max(X, 0)``, the value alone (for inference); ``out=x`` computes it in place."""
-    return np.maximum(as_float_array(x, "x", "relu"), 0, out=out)
+    return at_least(as_float_array(x, "x", "relu"), 0, out=out)
 
 
 def relu_forward(x, out=None):

@@ -15,6 +15,7 @@ import numpy as np
 from .._checks import as_float_array, check_same_shape, check_shape
 from ..shapes import Window
 from ._layout import batch_innermost, to_nchw
+from ._ufuncs import at_least
 
 
 class MaxPool2DCache(NamedTuple):
@@ -101,7 +102,7 @@ def maxpool2d_forward(
     x_c = batch_innermost(x)  # (C, H, W, N)
     tiled = windows_tile(window, (h, w), out)
     if floor is not None and not (winners and tiled):
-        x_c = np.maximum(x_c, floor)
+        x_c = at_least(x_c, floor)
     if not winners:
         return to_nchw(_maxima(x_c, window, out)), MaxPool2DCache(None, window, x.shape, x, floor)
     if tiled:
@@ -200,7 +201,7 @@ def _tiled_forward(x_c: np.ndarray, kernel: tuple[int, int], out: tuple[int, int
     is greater than that, which is where it would win in ``max(X, floor)``."""
     phases = _phases(x_c, kernel, out)
     cells = [phases[a, b] for a in range(kernel[0]) for b in range(kernel[1])]
-    y = cells[0].copy() if floor is None else np.maximum(cells[0], floor)
+    y = cells[0].copy() if floor is None else at_least(cells[0], floor)
     cell = np.zeros(y.shape, dtype=_cell_dtype(kernel))
     for k in range(1, len(cells)):
         _mark(cell, cells[k] > y, k)
