@@ -12,6 +12,10 @@ last: ``Y = W (O x C*kH*kW) @ cols (C*kH*kW x H_out*W_out*N)`` gives Y as (O, H_
 order the next layer reads.  In this orientation every output is the same dot product in the same order, so
 identical input patches give bitwise identical outputs (max-pooling ties stay ties, as in PyTorch).  The
 columns are built a few output rows at a time, so that they stay in cache and memory stays small.
+
+The bias rides in the same product (with one group): it is the weight of an input that is always 1, so
+``Y = [W | B] @ [cols; 1]``, and in the backward pass ``[dW | dB] = dY @ [cols; 1]^T``, whose last column is
+``dB[o] = sum_{n,i,j} dY[n,o,i,j]``.  Neither pass then reads or writes Y or dY a second time for the bias.
 """
 
 from __future__ import annotations
@@ -56,22 +60,23 @@ def _in_rows(reads, part: slice, stride: int):
             yield a, b, slice(first - part.start, last - part.start), out_cols, in_part, in_cols
 
 
-def im2col(x_c: np.ndarray, window: Window, out: tuple[int, int], part: slice, dtype, workspace=None) -> np.ndarray:
+def im2col(x_c: np.ndarray, window: Window, out: tuple[int, int], part: slice, cols: np.ndarray) -> None:
     """``cols[c, a, b, i, j, n] = Xq[n, c, i*S_h + D_h*a, j*S_w + D_w*b]`` for the output rows i in ``part``
     (counted from ``part.start``), zero where that is padding.
 
-    x_c: (C, H, W, N) -> (C, kH, kW, rows in part, W_out, N), one strided copy per kernel cell.
+    x_c: (C, H, W, N) -> cols (C*kH*kW, rows in part * W_out * N), written in place; one strided copy per
+    kernel cell.
     """
     c, h, w, n = x_c.shape
     height = part.stop - part.start
     reads = list(_in_rows(window.cell_reads((h, w), out), part, window.stride[0]))
-    covers = len(reads) == window.kernel[0] * window.kernel[1] and all(
-        r[2] == slice(0, height) and r[3] == slice(0, out[1]) for r in reads
-    )
-    cols = (scratch if covers else zeroed)(workspace, "columns", (c, *window.kernel, height, out[1], n), dtype)
+    grid = cols.reshape(c, *window.kernel, height, out[1], n)
+    if len(reads) < window.kernel[0] * window.kernel[1] or any(
+        r[2] != slice(0, height) or r[3] != slice(0, out[1]) for r in reads
+    ):
+        cols.fill(0)  # some reads fall in the padding
     for a, b, out_rows, out_cols, in_rows, in_cols in reads:
-        cols[:, a, b, out_rows, out_cols] = x_c[:, in_rows, in_cols]
-    return cols
+        grid[:, a, b, out_rows, out_cols] = x_c[:, in_rows, in_cols]
 
 
 def col2im(dcols: np.ndarray, window: Window, out: tuple[int, int], part: slice, dx_c: np.ndarray) -> None:
@@ -131,7 +136,7 @@ def image_rows(x_c: np.ndarray, window: Window, rows: Rows, dtype, workspace=Non
     return flat
 
 
-def im2col_rows(flat: np.ndarray, window: Window, rows: Rows, part: slice, workspace=None) -> np.ndarray:
+def im2col_rows(flat: np.ndarray, window: Window, rows: Rows, part: slice, cols: np.ndarray) -> None:
     """Stride-1 im2col on the rows of :func:`image_rows`, for the output rows i in ``part``:
     ``cols[(c,a,b), (i, j, n)]`` reads input row ``i + D_h*a - lead_h``, column ``j + D_w*b - lead_w``.
 
@@ -140,7 +145,7 @@ def im2col_rows(flat: np.ndarray, window: Window, rows: Rows, part: slice, works
     values of the flat buffer, so ``cols`` is a single copy of long runs.  A read that leaves its row
     (horizontal padding) wraps into the neighbouring row: those few columns are set to zero.
 
-    flat: (C, margin + rows*R + tail, N) -> cols (C*kH*kW, rows in part * W_out * N).
+    flat: (C, margin + rows*R + tail, N) -> cols (C*kH*kW, rows in part * W_out * N), written in place.
     """
     c, _, n = flat.shape
     (kh, kw), (dh, dw), r, item = window.kernel, window.dilation, rows.length, flat.itemsize
@@ -148,10 +153,8 @@ def im2col_rows(flat: np.ndarray, window: Window, rows: Rows, part: slice, works
     origin = flat[:, rows.margin - window.lead[1] + part.start * r :]  # kernel cell (0, 0) of output (part.start, 0)
     steps = (flat.strides[0], dh * r * n * item, dw * n * item, r * n * item, item)  # c, a, b, i, (j, n)
     taps = as_strided(origin, (c, kh, kw, height, run), steps)
-    cols = scratch(workspace, "columns", (c * kh * kw, height * run), flat.dtype)
     np.copyto(cols.reshape(taps.shape), taps)  # a copy: the taps overlap in memory
     _zero_wrapped(cols, rows, window.kernel, height)
-    return cols
 
 
 def _zero_wrapped(cols: np.ndarray, rows: Rows, kernel: tuple[int, int], height: int) -> None:
@@ -293,13 +296,16 @@ def conv2d_forward(
     source = image_rows(x_c, window, rows, dtype, workspace) if rows else x_c
     row = out[1] * n  # columns per output row
     parts = chunks(out[0], x.shape[1] * w[0, 0].size * row * dtype.itemsize)
+    # The bias is the weight of an input that is always 1: Y = [W | B] @ [cols; 1], one product for both
+    ones = b is not None and groups == 1
+    w2 = np.concatenate([w.reshape(o, -1), b.astype(w.dtype)[:, None]], axis=1) if ones else w.reshape(o, -1)
     y = np.empty((o, out[0] * row), dtype=dtype)  # (O, H_out*W_out*N)
     for part in parts:
-        cols = _columns(source, window, rows, out, part, dtype, workspace)  # (C*kH*kW, rows in part * W_out*N)
+        cols = _columns(source, window, rows, out, part, dtype, workspace, ones)  # (C*kH*kW [+1], rows * W_out*N)
         block = y[:, part.start * row : part.stop * row]
-        for w_g, cols_g, y_g in _groups(w, cols, block, groups):
+        for w_g, cols_g, y_g in _groups(w2, cols, block, groups):
             np.matmul(w_g, cols_g, out=y_g)
-    if b is not None:
+    if b is not None and not ones:
         y += b[:, None]
     y = to_nchw(y.reshape(o, *out, n))  # (N, O, H_out, W_out)
     kept = cols if len(parts) == 1 else None  # backward rebuilds them unless they are all still there
@@ -309,10 +315,10 @@ def conv2d_forward(
     return y, cache
 
 
-def _groups(w: np.ndarray, cols: np.ndarray, y: np.ndarray, groups: int):
-    """Per group: its kernel rows (O/G, C/G*kH*kW), its column rows (C/G*kH*kW, ...) and its output rows."""
-    o, k = w.shape[0] // groups, w[0].size
-    w2 = w.reshape(w.shape[0], -1)
+def _groups(w2: np.ndarray, cols: np.ndarray, y: np.ndarray, groups: int):
+    """Per group: its rows of the kernel matrix w2 (O/G, ...), its column rows (C/G*kH*kW, and the ones) and its
+    output rows."""
+    o, k = w2.shape[0] // groups, cols.shape[0] // groups
     return [(w2[g * o : (g + 1) * o], cols[g * k : (g + 1) * k], y[g * o : (g + 1) * o]) for g in range(groups)]
 
 
@@ -347,8 +353,10 @@ def conv2d_backward(dy, cache: Conv2DCache, input_grad: bool = True):
     window, rows, dtype, workspace = cache.window, cache.rows, np.result_type(cache.x_c, cache.w), cache.workspace
     row = out[1] * n  # columns per output row
     dy2 = to_chwn(dy).reshape(o, -1)  # (O, H_out*W_out*N): free when dy is in this order
-    db = dy2.sum(axis=1) if cache.has_bias else None
-    dw = np.zeros(cache.w.shape, dtype=dtype)
+    groups, k = cache.groups, cache.w[0].size  # k = C/G*kH*kW
+    ones = cache.has_bias and groups == 1  # the columns end in a row of ones: dB is dW's column for it
+    db = dy2.sum(axis=1) if cache.has_bias and not ones else None
+    w2, dw2 = cache.w.reshape(o, -1), np.zeros((groups, o // groups, k + ones), dtype=dtype)
     kept = cache.columns if untouched(workspace, cache.mark) else None  # the forward's, if nothing wrote over them
     stamp(workspace)
     if kept is None:
@@ -357,18 +365,19 @@ def conv2d_backward(dy, cache: Conv2DCache, input_grad: bool = True):
         shape = (cache.x_c.shape[0], rows.cells, n) if rows else cache.x_c.shape
         dx_c = zeroed(workspace, "gradient rows", shape, dtype) if rows else np.zeros(shape, dtype)
     for part in cache.chunks:
-        cols = kept if kept is not None else _columns(source, window, rows, tuple(out), part, dtype, workspace)
+        cols = kept if kept is not None else _columns(source, window, rows, tuple(out), part, dtype, workspace, ones)
         block = dy2[:, part.start * row : part.stop * row]
         # dcols may take the buffer of cols: each group reads its cols rows before writing its dcols rows
         dcols = scratch(workspace, "columns", cols.shape, dtype) if input_grad else None
-        for g, (w_g, cols_g, dy_g) in enumerate(_groups(cache.w, cols, block, cache.groups)):
-            dw_g = dw.reshape(cache.groups, -1, w_g.shape[1])[g]  # (O/G, C/G*kH*kW), a view into dw
-            dw_g += dy_g @ cols_g.T  # X correlated with dY
+        for g, (w_g, cols_g, dy_g) in enumerate(_groups(w2, cols, block, groups)):
+            dw2[g] += dy_g @ cols_g.T  # X correlated with dY (and with ones, dB = sum of dY)
             if input_grad:
-                rows_g = slice(g * w_g.shape[1], (g + 1) * w_g.shape[1])
-                np.matmul(w_g.T, dy_g, out=dcols[rows_g])
+                np.matmul(w_g.T, dy_g, out=dcols[g * k : (g + 1) * k])
         if input_grad:
-            _columns_to_input(dcols, window, rows, tuple(out), part, dx_c, workspace)
+            _columns_to_input(dcols[: groups * k], window, rows, tuple(out), part, dx_c, workspace)
+    dw = dw2[:, :, :k].reshape(cache.w.shape)
+    if ones:
+        db = dw2[0, :, k].copy()
     if window.mode == "conv":
         dw = np.ascontiguousarray(dw[:, :, ::-1, ::-1])
     dx = None
@@ -379,14 +388,19 @@ def conv2d_backward(dy, cache: Conv2DCache, input_grad: bool = True):
     return dx, dw, db
 
 
-def _columns(source, window: Window, rows: Rows | None, out: tuple[int, int], part: slice, dtype, workspace):
+def _columns(source, window: Window, rows: Rows | None, out, part: slice, dtype, workspace, ones: bool = False):
     """im2col of the output rows in ``part``, for the stride at hand, (C*kH*kW, rows in part * W_out * N): from the
-    flat rows of :func:`image_rows` for stride 1, from (C, H, W, N) otherwise."""
+    flat rows of :func:`image_rows` for stride 1, from (C, H, W, N) otherwise; with ``ones``, and a last row of
+    ones (the input the bias multiplies)."""
+    k = source.shape[0] * window.kernel[0] * window.kernel[1]
+    cols = scratch(workspace, "columns", (k + ones, (part.stop - part.start) * out[1] * source.shape[-1]), dtype)
     if rows is not None:
-        return im2col_rows(source, window, rows, part, workspace)
-    return im2col(source, window, out, part, dtype, workspace).reshape(
-        source.shape[0] * window.kernel[0] * window.kernel[1], -1
-    )
+        im2col_rows(source, window, rows, part, cols[:k])
+    else:
+        im2col(source, window, out, part, cols[:k])
+    if ones:
+        cols[k] = 1
+    return cols
 
 
 def _columns_to_input(dcols: np.ndarray, window: Window, rows: Rows | None, out, part: slice, dx, workspace) -> None:
