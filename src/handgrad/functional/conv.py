@@ -172,9 +172,10 @@ def col2im_rows(dcols: np.ndarray, window: Window, rows: Rows, part: slice, flat
     Kernel cell (a, b) adds its value for output cell (i, j) onto map cell ``(i + D_h*a)*R + j + D_w*b -
     lead_w``.  Where an output row is a whole map row (W_out = R) each kernel cell's columns are one run.
     Otherwise they are runs of W_out*N values R*N apart, and NumPy adds such strided runs about three times
-    slower than a contiguous one, so the sum is taken in two steps: over kernel rows a first, into a compact
-    map ``S_b[i + D_h*a, j] += dcols[(a,b), (i, j)]`` (contiguous runs), then over kernel columns b, each
-    ``S_b`` added once onto the map shifted by ``D_w*b - lead_w`` (kW strided adds instead of kH*kW).
+    slower than a contiguous one, so the sum is taken in two steps: over kernel rows a first, into compact
+    maps ``S_b[i + D_h*a, j] += dcols[(a,b), (i, j)]`` (contiguous runs, one add per a for every b at once),
+    then over kernel columns b, each ``S_b`` added once onto the map shifted by ``D_w*b - lead_w`` (kW strided
+    adds instead of kH*kW).
 
     dcols: (C*kH*kW, rows in part * W_out * N), added into flat (C, margin + rows*R + tail, N).
     """
@@ -190,13 +191,14 @@ def col2im_rows(dcols: np.ndarray, window: Window, rows: Rows, part: slice, flat
                 flat.reshape(c, -1)[:, start : start + height * run] += taps[:, a, b]
         return
     span = height + dh * (kh - 1)  # map rows the chunk's windows cover
-    sums = scratch(workspace, "kernel row sums", (c, span * run), flat.dtype)
+    sums = scratch(workspace, "kernel row sums", (c, kw, span * run), flat.dtype)  # S_b: its row i + D_h*a
+    sums[:, :, : height * run] = taps[:, 0]
+    sums[:, :, height * run :] = 0
+    for a in range(1, kh):
+        sums[:, :, dh * a * run : (dh * a + height) * run] += taps[:, a]
     for b in range(kw):
-        sums.fill(0)
-        for a in range(kh):
-            sums[:, dh * a * run : (dh * a + height) * run] += taps[:, a, b]
         start = origin + dw * b
-        flat[:, start : start + span * r].reshape(c, span, r * n)[:, :, :run] += sums.reshape(c, span, run)
+        flat[:, start : start + span * r].reshape(c, span, r * n)[:, :, :run] += sums[:, b].reshape(c, span, run)
 
 
 def image_from_rows(flat: np.ndarray, window: Window, rows: Rows, size: tuple[int, int]) -> np.ndarray:
