@@ -244,7 +244,7 @@ def test_at_least_is_numpys_maximum_in_every_memory_order(rng):
     arrays = [to_nchw(chwn), chwn, np.asfortranarray(chwn), chwn[:, ::2, ::-1], wide, rng.standard_normal(7)]
     arrays += [np.array(-2.0), np.zeros((0, 3)), np.ones((4, 1, 1)), chwn.astype(np.float32)]
     for x in arrays:
-        for floor in (0.0, -0.5):
+        for floor in (0.0, -0.5, -0.0):  # the signed zeros: each its own floor
             y = at_least(x, floor)
             np.testing.assert_array_equal(y, np.maximum(x, floor))
             np.testing.assert_array_equal(np.signbit(y), np.signbit(np.maximum(x, floor)))

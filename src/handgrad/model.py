@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 
@@ -44,6 +46,14 @@ def _held(x, given, layers) -> bool:
     return any(np.may_share_memory(x, kept) for cache in caches for kept in _arrays(cache))
 
 
+@functools.cache
+def _relu_and_pool_types() -> tuple[type, type]:
+    """The classes ReLU and MaxPool2D, imported on first use: layers.residual imports this module."""
+    from .layers import MaxPool2D, ReLU
+
+    return ReLU, MaxPool2D
+
+
 def _relu_then_pool(layers, shape) -> bool:
     """Whether ``layers`` are a ReLU and then a max-pooling whose windows tile an input of ``shape``.
 
@@ -54,12 +64,11 @@ def _relu_then_pool(layers, shape) -> bool:
     the pooling multiplies it by ``[max(x*, 0) > 0]``, the same.  ReLU then works on the pooled values, a
     quarter of them for 2x2 windows.  Windows that tile are where this pays: the pooling reads x as it is.
     """
-    from .layers import MaxPool2D, ReLU  # imported here: layers.residual imports this module
-
+    relu, pool = _relu_and_pool_types()
     return (
         len(layers) == 2
-        and type(layers[0]) is ReLU
-        and type(layers[1]) is MaxPool2D
+        and type(layers[0]) is relu
+        and type(layers[1]) is pool
         and len(shape) == 4
         and layers[1].windows_tile(shape)
     )

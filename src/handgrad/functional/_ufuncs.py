@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import functools
+import math
+
 import numpy as np
 
 FLOOR_CELLS = 4096  # the most values a broadcast floor takes
@@ -15,12 +18,23 @@ def at_least(x: np.ndarray, floor, out=None) -> np.ndarray:
     x is viewed with its axes in memory order (outermost first: (C, H, W, N) for images between layers) and
     the floor comes as a small array over the innermost axes, which the outer ones broadcast.
     """
-    order = sorted(range(x.ndim), key=lambda a: -abs(x.strides[a]))  # axes from outermost to innermost
-    xm = x.transpose(order)
-    shape, cells = [1] * x.ndim, 1
-    for axis in reversed(range(x.ndim)):
-        if cells > 1 and cells * xm.shape[axis] > FLOOR_CELLS:
+    order, inverse, floors = _floor_layout(x.shape, x.strides, x.dtype, floor, math.copysign(1.0, floor))
+    ym = np.maximum(x.transpose(order), floors, out=None if out is None else out.transpose(order))
+    return ym.transpose(inverse)
+
+
+@functools.lru_cache(maxsize=64)  # layers meet the same few shapes at every step
+def _floor_layout(shape: tuple, strides: tuple, dtype: np.dtype, floor, sign: float) -> tuple[tuple, tuple, np.ndarray]:
+    """The axes of an array from outermost to innermost in memory, their inverse permutation, and the floor as
+    a read-only array over the innermost axes of at most FLOOR_CELLS values (at least one axis).  ``sign`` tells
+    the floors 0.0 and -0.0 apart, which compare (and hash) equal."""
+    order = tuple(sorted(range(len(shape)), key=lambda a: -abs(strides[a])))
+    floor_shape, cells = [1] * len(shape), 1
+    for k in reversed(range(len(shape))):
+        size = shape[order[k]]
+        if cells > 1 and cells * size > FLOOR_CELLS:
             break
-        shape[axis], cells = xm.shape[axis], cells * xm.shape[axis]
-    ym = np.maximum(xm, np.full(shape, floor, dtype=x.dtype), out=None if out is None else out.transpose(order))
-    return ym.transpose(np.argsort(order))
+        floor_shape[k], cells = size, cells * size
+    floors = np.full(floor_shape, floor, dtype=dtype)
+    floors.flags.writeable = False  # shared by every call with this layout
+    return order, tuple(np.argsort(order).tolist()), floors

@@ -20,6 +20,7 @@ The bias rides in the same product (with one group): it is the weight of an inpu
 
 from __future__ import annotations
 
+import functools
 from typing import NamedTuple
 
 import numpy as np
@@ -99,7 +100,7 @@ class Rows(NamedTuple):
     rows: int  # rows of the buffer: H_out + D_h*(kH - 1), and one spare for the last taps' overrun
     margin: int  # buffer cells before the map: lead_w
     tail: int  # and after it: D_w*(kW - 1) + 1
-    masks: list  # (b, columns j < W_out whose read for kernel column b wraps into a neighbouring row)
+    masks: tuple  # (b, columns j < W_out whose read for kernel column b wraps into a neighbouring row)
 
     @property
     def cells(self) -> int:
@@ -107,6 +108,7 @@ class Rows(NamedTuple):
         return self.margin + self.rows * self.length + self.tail
 
 
+@functools.lru_cache(maxsize=64)  # layers meet the same few geometries at every step
 def _rows(window: Window, size: tuple[int, int], out: tuple[int, int]) -> Rows:
     (kh, kw), (dh, dw), lead_w = window.kernel, window.dilation, window.lead[1]
     r = max(size[1], out[1])
@@ -116,7 +118,7 @@ def _rows(window: Window, size: tuple[int, int], out: tuple[int, int]) -> Rows:
         high = max(low, min(out[1], r - dw * b + lead_w))
         wrapped = [j for j in (slice(0, low), slice(high, out[1])) if j.stop > j.start]
         masks += [(b, j) for j in wrapped]
-    return Rows(r, out[1], out[0] + dh * (kh - 1) + 1, lead_w, dw * (kw - 1) + 1, masks)
+    return Rows(r, out[1], out[0] + dh * (kh - 1) + 1, lead_w, dw * (kw - 1) + 1, tuple(masks))
 
 
 def _map(flat: np.ndarray, rows: Rows) -> np.ndarray:
