@@ -6,6 +6,8 @@ Each backward takes dY and returns dX; where the derivative is written in terms 
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from .._checks import as_float_array, check_same_shape, check_shape
@@ -155,5 +157,5 @@ def flatten_forward(x):
 def flatten_backward(dy, x_shape):
     """The inverse reshape: (N, d1*d2*...) -> (N, d1, d2, ...)."""
     dy = as_float_array(dy, "dy", "flatten_backward")
-    check_same_shape(dy, (x_shape[0], int(np.prod(x_shape[1:]))), "dy", "flatten_backward")
+    check_same_shape(dy, (x_shape[0], math.prod(x_shape[1:])), "dy", "flatten_backward")
     return dy.reshape(x_shape)
