@@ -244,11 +244,12 @@ def test_at_least_is_numpys_maximum_in_every_memory_order(rng):
     arrays = [to_nchw(chwn), chwn, np.asfortranarray(chwn), chwn[:, ::2, ::-1], wide, rng.standard_normal(7)]
     arrays += [np.array(-2.0), np.zeros((0, 3)), np.ones((4, 1, 1)), chwn.astype(np.float32)]
     for x in arrays:
-        for floor in (0.0, -0.5, -0.0):  # the signed zeros: each its own floor
+        for floor in (0.0, -0.5, -0.0, np.float32(-0.5)):  # the signed zeros: each its own floor
             y = at_least(x, floor)
             np.testing.assert_array_equal(y, np.maximum(x, floor))
             np.testing.assert_array_equal(np.signbit(y), np.signbit(np.maximum(x, floor)))
             assert y.dtype == x.dtype and y.strides == np.maximum(x, floor).strides
+        np.testing.assert_array_equal(at_least(x, np.array(0.25)), np.maximum(x, 0.25))  # a 0-d array floor
     x = to_nchw(chwn).copy(order="K")
     want = np.maximum(x, 0.0)
     assert np.shares_memory(at_least(x, 0.0, out=x), x)

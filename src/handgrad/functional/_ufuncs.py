@@ -18,6 +18,7 @@ def at_least(x: np.ndarray, floor, out=None) -> np.ndarray:
     x is viewed with its axes in memory order (outermost first: (C, H, W, N) for images between layers) and
     the floor comes as a small array over the innermost axes, which the outer ones broadcast.
     """
+    floor = float(floor)  # a Python float keys the cache, whatever scalar (or 0-d array) the caller passed
     order, inverse, floors = _floor_layout(x.shape, x.strides, x.dtype, floor, math.copysign(1.0, floor))
     ym = np.maximum(x.transpose(order), floors, out=None if out is None else out.transpose(order))
     return ym.transpose(inverse)
