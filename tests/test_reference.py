@@ -256,12 +256,32 @@ def test_at_least_is_numpys_maximum_in_every_memory_order(rng):
     np.testing.assert_array_equal(x, want)
 
 
+def test_matmul_is_numpys_matmul_for_every_inner_size(rng):
+    """The layers' matrix product takes an inner size of 1 as a broadcast multiply: the same values as
+    ``np.matmul`` (infinities and NaN included), the same shape, C order, and ``out`` written."""
+    from handgrad.functional._products import matmul
+
+    for m, k, n in [(5, 1, 7), (1, 1, 1), (6, 1, 1), (1, 1, 4), (5, 3, 7), (2, 8, 1)]:
+        for dtype in (np.float64, np.float32):
+            a, b = rng.standard_normal((m, k)).astype(dtype), rng.standard_normal((k, n)).astype(dtype)
+            a[0, 0], b[0, -1] = np.inf, 0.0  # inf * 0 = NaN either way
+            for a_, b_ in [(a, b), (np.asfortranarray(a), np.asfortranarray(b)), (b.T.copy().T, a.T.copy().T)]:
+                if a_.shape[1] != b_.shape[0]:
+                    continue
+                with np.errstate(invalid="ignore"):
+                    want, got, out = np.matmul(a_, b_), matmul(a_, b_), np.empty((m, n), dtype)
+                    assert matmul(a_, b_, out=out) is out
+                np.testing.assert_array_equal(got, want)
+                np.testing.assert_array_equal(out, want)
+                assert got.dtype == want.dtype and got.flags.c_contiguous
+
+
 @pytest.mark.parametrize("bias", [True, False])
 @pytest.mark.parametrize("order", ["C", "F"])
 def test_linear_matches_loops(rng, record, bias, order):
     """Inputs in either memory order (F: feature maps flattened with the batch innermost); dX comes back in
     the input's order."""
-    for n, m, k in [(1, 1, 1), (1, 5, 3), (4, 7, 2), (6, 3, 8)]:
+    for n, m, k in [(1, 1, 1), (1, 5, 3), (4, 7, 2), (6, 3, 8), (5, 4, 1), (3, 1, 4)]:  # ones: inner size 1
         x, w = np.asarray(rng.standard_normal((n, m)), order=order), rng.standard_normal((m, k))
         b = rng.standard_normal(k) if bias else None
         y, cache = F.linear_forward(x, w, b)

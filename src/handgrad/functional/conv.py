@@ -30,6 +30,7 @@ from .._checks import as_float_array, check_same_shape, check_shape, positive_in
 from ..shapes import Window
 from . import padding as padding_modes
 from ._layout import batch_innermost, to_chwn, to_nchw
+from ._products import matmul
 from ._scratch import chunks, scratch, stamp, untouched, zeroed
 
 
@@ -308,7 +309,7 @@ def conv2d_forward(
         cols = _columns(source, window, rows, out, part, dtype, workspace, ones)  # (C*kH*kW [+1], rows * W_out*N)
         block = y[:, part.start * row : part.stop * row]
         for w_g, cols_g, y_g in _groups(w2, cols, block, groups):
-            np.matmul(w_g, cols_g, out=y_g)
+            matmul(w_g, cols_g, out=y_g)
     if b is not None and not ones:
         y += b[:, None]
     y = to_nchw(y.reshape(o, *out, n))  # (N, O, H_out, W_out)
@@ -376,7 +377,7 @@ def conv2d_backward(dy, cache: Conv2DCache, input_grad: bool = True):
         for g, (w_g, cols_g, dy_g) in enumerate(_groups(w2, cols, block, groups)):
             dw2[g] += _correlated(dy_g, cols_g)  # X correlated with dY (and with ones, dB = sum of dY)
             if input_grad:
-                np.matmul(w_g.T, dy_g, out=dcols[g * k : (g + 1) * k])
+                matmul(w_g.T, dy_g, out=dcols[g * k : (g + 1) * k])
         if input_grad:
             _columns_to_input(dcols[: groups * k], window, rows, tuple(out), part, dx_c, workspace)
     dw = dw2[:, :, :k].reshape(cache.w.shape)
@@ -398,7 +399,7 @@ def _correlated(dy_g: np.ndarray, cols_g: np.ndarray) -> np.ndarray:
     as a transposed view: OpenBLAS runs that form faster on one thread (0.8 to 0.9 times the time on the seed
     CNN's shapes), and far faster when its second thread gets little of the second core (0.6 to 0.7); only on
     two idle cores is the first form sometimes faster, by up to 15% (benchmarks/README, seventh round)."""
-    return (cols_g @ dy_g.T).T if cols_g.shape[0] > dy_g.shape[0] else dy_g @ cols_g.T
+    return matmul(cols_g, dy_g.T).T if cols_g.shape[0] > dy_g.shape[0] else matmul(dy_g, cols_g.T)
 
 
 def _columns(source, window: Window, rows: Rows | None, out, part: slice, dtype, workspace, ones: bool = False):

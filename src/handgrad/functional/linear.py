@@ -7,6 +7,7 @@ from typing import NamedTuple
 import numpy as np
 
 from .._checks import as_float_array, check_same_shape, check_shape
+from ._products import matmul
 
 
 class LinearCache(NamedTuple):
@@ -32,7 +33,7 @@ def linear_forward(x, w, b=None):
     check_shape(w, 2, "(in_features, out_features)", "w", where)
     if x.shape[1] != w.shape[0]:
         raise ValueError(f"{where}: x must have {w.shape[0]} features (w is {w.shape}), got x of shape {x.shape}")
-    y = x @ w  # (N, out)
+    y = matmul(x, w)  # (N, out)
     if b is not None:
         b = as_float_array(b, "b", where)
         check_same_shape(b, (w.shape[1],), "b", where)
@@ -61,5 +62,5 @@ def linear_backward(dy, cache: LinearCache, input_grad: bool = True):
     dx = None
     if input_grad:
         transposed = cache.x.flags.f_contiguous and not cache.x.flags.c_contiguous
-        dx = (cache.w @ dy.T).T if transposed else dy @ cache.w.T
-    return dx, cache.x.T @ dy, db
+        dx = matmul(cache.w, dy.T).T if transposed else matmul(dy, cache.w.T)
+    return dx, matmul(cache.x.T, dy), db
