@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from . import runs
+from .allocator import keep_freed_memory
 from .checkpoint import CheckpointError
 from .data import DATASETS, NORMALIZATIONS, IDXError
 from .explain import EXPLAINERS
@@ -289,6 +290,7 @@ COMMANDS = {
 
 def main(argv=None) -> int:
     args = _parser().parse_args(argv)
+    keep_freed_memory()  # the command owns its process: freed memory stays for the next step (see allocator)
     try:
         return COMMANDS[args.command](args)
     except (ValueError, ImportError, FileNotFoundError, FileExistsError, CheckpointError, IDXError) as error:
