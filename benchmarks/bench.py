@@ -4,12 +4,14 @@ Both run in this one process on the same workloads (the same network, built by h
 the same weights, float32, the same batch), PyTorch with ``torch.set_num_threads`` equal to the cores.
 After a warm-up, the two are timed in alternating blocks of steps (so machine noise falls on both), with a
 pause before each block so that neither library's idle worker threads (which spin-wait for a while after
-their last task) steal a core from the other; each rate is the median over the blocks.  Peak memory is measured in a fresh child process per case: the
-rise of the peak resident set size (``VmHWM``, reset through ``/proc/self/clear_refs``) over the resident
-size once the model and the batch exist.
+their last task) steal a core from the other; each rate is the median over the blocks.  Peak memory is
+measured in a fresh child process per case: the rise of the peak resident set size (``VmHWM``, reset
+through ``/proc/self/clear_refs``) over the resident size once the model and the batch exist.
 
 Run:  python benchmarks/bench.py            (about two minutes on a 2-core machine)
       python benchmarks/bench.py --threads 1   (both libraries on one core: PyTorch's threads and OpenBLAS's)
+      python benchmarks/bench.py --keep-freed-memory   (glibc keeps freed memory for the process, as the
+          handgrad command does: neither library's steps then take fresh pages from the operating system)
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ import torch
 
 from handgrad import Sequential, presets
 from handgrad import torch_bridge as tb
+from handgrad.allocator import keep_freed_memory
 from handgrad.layers import Conv2D, Flatten, Linear, MaxPool2D, ReLU
 from handgrad.losses import SoftmaxCrossEntropy
 from handgrad.optim import SGD
@@ -142,8 +145,9 @@ def memory_child(framework: str, workload: str, mode: str) -> None:
     print(json.dumps({"peak_bytes": _status("VmHWM") - baseline}))
 
 
-def peak_memory(framework: str, workload: str, mode: str, threads: int | None) -> float:
+def peak_memory(framework: str, workload: str, mode: str, threads: int | None, keep: bool) -> float:
     limit = [] if threads is None else ["--threads", str(threads)]
+    limit += ["--keep-freed-memory"] if keep else []
     out = subprocess.run(
         [sys.executable, __file__, *limit, "--memory-child", framework, workload, mode],
         capture_output=True,
@@ -153,13 +157,14 @@ def peak_memory(framework: str, workload: str, mode: str, threads: int | None) -
     return json.loads(out.splitlines()[-1])["peak_bytes"] / 2**20
 
 
-def machine() -> str:
+def machine(kept: bool) -> str:
     with open("/proc/cpuinfo") as f:
         cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), "?")
     blas = os.environ.get(BLAS_THREADS, "one per core")
+    malloc = "freed memory kept (glibc thresholds raised)" if kept else "the C library's default"
     return (
         f"{cpu}, {os.cpu_count()} cores; Python {platform.python_version()}, NumPy {np.__version__} "
-        f"(BLAS threads: {blas}), PyTorch {torch.__version__} ({torch.get_num_threads()} threads)"
+        f"(BLAS threads: {blas}), PyTorch {torch.__version__} ({torch.get_num_threads()} threads); malloc: {malloc}"
     )
 
 
@@ -178,6 +183,11 @@ def main(argv=None) -> None:
     parser.add_argument(
         "--threads", type=int, help="threads for both libraries (default: one per core); 1 compares one core each"
     )
+    parser.add_argument(
+        "--keep-freed-memory",
+        action="store_true",
+        help="raise glibc's trim and mmap thresholds for this process first (handgrad.allocator), for both libraries",
+    )
     parser.add_argument("--memory-child", nargs=3, help=argparse.SUPPRESS)
     argv = sys.argv[1:] if argv is None else list(argv)
     args = parser.parse_args(argv)
@@ -186,11 +196,14 @@ def main(argv=None) -> None:
             parser.error(f"--threads must be >= 1, got {args.threads}")
         restart_with_blas_threads(args.threads, argv)
     torch.set_num_threads(args.threads or os.cpu_count())
+    kept = args.keep_freed_memory and keep_freed_memory()
+    if args.keep_freed_memory and not kept:
+        parser.error("--keep-freed-memory: not glibc, or the environment sets malloc's thresholds already")
     if args.memory_child:
         memory_child(*args.memory_child)
         return
 
-    print(machine())
+    print(machine(kept))
     print()
     print(
         "| workload | handgrad images/s | PyTorch images/s | handgrad / PyTorch | handgrad peak MiB | PyTorch peak MiB |"
@@ -204,7 +217,9 @@ def main(argv=None) -> None:
             )
             memory = ("", "")
             if not args.no_memory:
-                memory = tuple(f"{peak_memory(fw, workload, mode, args.threads):.1f}" for fw in ("handgrad", "PyTorch"))
+                memory = tuple(
+                    f"{peak_memory(fw, workload, mode, args.threads, kept):.1f}" for fw in ("handgrad", "PyTorch")
+                )
             name = f"{workload}, batch {batch}, {mode}"
             print(
                 f"| {name} | {ours:,.0f} | {theirs:,.0f} | {ours / theirs:.2f} | {memory[0]} | {memory[1]} |",
