@@ -396,9 +396,10 @@ def conv2d_backward(dy, cache: Conv2DCache, input_grad: bool = True):
 def _correlated(dy_g: np.ndarray, cols_g: np.ndarray) -> np.ndarray:
     """``dY_g @ cols_g^T``, (O/G, rows of cols_g): a sum over the long axis of the columns (every output cell of
     the chunk).  When the columns have more rows than dY_g it is taken as ``(cols_g @ dY_g^T)^T``, the same sums
-    as a transposed view: OpenBLAS runs that form faster on one thread (0.8 to 0.9 times the time on the seed
-    CNN's shapes), and far faster when its second thread gets little of the second core (0.6 to 0.7); only on
-    two idle cores is the first form sometimes faster, by up to 15% (benchmarks/README, seventh round)."""
+    as a transposed view: OpenBLAS runs that form faster on one thread (0.77 to 0.93 times the time on the seed
+    CNN's shapes), and far faster when its second thread gets little of the second core (0.54 to 0.70); only
+    when both threads run freely is the first form sometimes faster, by up to 19% for the seed CNN's first
+    convolution (benchmarks/README, seventh round)."""
     return matmul(cols_g, dy_g.T).T if cols_g.shape[0] > dy_g.shape[0] else matmul(dy_g, cols_g.T)
 
 
