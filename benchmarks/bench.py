@@ -146,10 +146,10 @@ def memory_child(framework: str, workload: str, mode: str) -> None:
 
 
 def peak_memory(framework: str, workload: str, mode: str, threads: int | None, keep: bool) -> float:
-    limit = [] if threads is None else ["--threads", str(threads)]
-    limit += ["--keep-freed-memory"] if keep else []
+    options = [] if threads is None else ["--threads", str(threads)]
+    options += ["--keep-freed-memory"] if keep else []
     out = subprocess.run(
-        [sys.executable, __file__, *limit, "--memory-child", framework, workload, mode],
+        [sys.executable, __file__, *options, "--memory-child", framework, workload, mode],
         capture_output=True,
         text=True,
         check=True,
