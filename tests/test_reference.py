@@ -220,6 +220,23 @@ def test_maxpool2d_with_a_floor_is_max_pooling_of_relu(rng, winners):
         np.testing.assert_array_equal(cache.indices, indices)
 
 
+@pytest.mark.parametrize("winners", [True, False])
+def test_maxpool2d_with_a_floor_has_the_gradient_of_max_pooling_after_relu(rng, winners):
+    """The backward pass of ``floor=0`` is the chain rule of the loops' ReLU and max-pooling: each window's dY to
+    its winner, times ``[x > 0]`` there, so windows with nothing positive and windows a NaN won pass nothing on;
+    for tiling windows and others, overlapping ones included."""
+    for size, hyper in [((6, 6), (2,)), ((7, 5), (2,)), ((6, 6), (3, 1, 1)), ((5, 7), (2, 2, 0, "xcorr", (1, 1)))]:
+        x = rng.integers(-3, 3, size=(2, 3, *size)).astype(float)  # many ties, zeros and windows with nothing positive
+        x[1, 2, 1, 1] = np.nan
+        y, cache = F.maxpool2d_forward(x, *hyper, winners=winners, floor=0.0)
+        dy = rng.standard_normal(y.shape)
+        rectified = np.maximum(x, 0)  # relu(NaN) is NaN, as in PyTorch
+        _, indices = R.maxpool2d_forward(np.nan_to_num(rectified, nan=np.inf), *hyper)  # a NaN wins like +inf
+        expected = R.relu_backward(R.maxpool2d_backward(dy, indices, x.shape), x)
+        assert (expected == 0).sum() > (R.maxpool2d_backward(dy, indices, x.shape) == 0).sum()  # ReLU's mask bites
+        np.testing.assert_allclose(F.maxpool2d_backward(dy, cache), expected, rtol=1e-12, atol=0)  # sums in any order
+
+
 def test_maxpool2d_ties_go_to_the_first_input_cell():
     x = np.zeros((1, 1, 4, 4))
     for mode in ("xcorr", "conv"):

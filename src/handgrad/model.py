@@ -57,12 +57,11 @@ def _relu_and_pool_types() -> tuple[type, type]:
 def _relu_then_pool(layers, shape) -> bool:
     """Whether ``layers`` are a ReLU and then a max-pooling whose windows tile an input of ``shape``.
 
-    Such a pair runs the other way round.  ReLU is non-decreasing and every window holds an input cell (the
-    window geometry checks it), so ``max_w relu(x) = relu(max_w x)``.  The pooling takes its maxima with a
-    floor of 0 (``forward_rectified``), which gives the winners of max-pooling ``relu(x)``, ties included.  The
-    gradients agree: each window's dY goes to its winner x* times ``relu'(x*) = [x* > 0]``, and the ReLU after
-    the pooling multiplies it by ``[max(x*, 0) > 0]``, the same.  ReLU then works on the pooled values, a
-    quarter of them for 2x2 windows.  Windows that tile are where this pays: the pooling reads x as it is.
+    Such a pair runs as one layer, the pooling with a floor of 0 (``forward_rectified``): the maxima of
+    ``relu(x)`` without forming it, since ``max_w relu(x) = max(max_w x, 0)`` (ReLU is non-decreasing), with
+    the winners of max-pooling ``relu(x)``, ties included.  Its backward pass is the chain rule of the two:
+    each window's dY goes to its winner x* times ``relu'(x*) = [x* > 0]``, which is ``[Y > 0]``.  The ReLU
+    layer itself does not run.  Windows that tile are where this pays: the pooling reads x as it is.
     """
     relu, pool = _relu_and_pool_types()
     return (
@@ -86,11 +85,11 @@ class Sequential:
         for i, layer in enumerate(self.layers):
             if not (callable(getattr(layer, "forward", None)) and callable(getattr(layer, "backward", None))):
                 raise TypeError(f"Sequential: item {i} must be a layer with forward and backward, got {layer!r}")
-        self._order = None  # the layers in the order the last forward ran them
+        self._order = None  # the layers the last forward ran, in order (not a ReLU that a pooling took in)
 
     def forward(self, x) -> np.ndarray:
         """Every layer in order, but for a ReLU directly before a max-pooling whose windows tile its input: the
-        pooling runs first (the two commute, see :func:`_relu_then_pool`), and backward follows suit.
+        pooling takes the ReLU in (see :func:`_relu_then_pool`), and backward follows suit.
 
         Layers that can (ReLU) write a large output over their input when nothing else holds it: not the
         caller's ``x`` nor a view of it, and no array a layer that ran before keeps for its backward pass (a
@@ -98,10 +97,11 @@ class Sequential:
         passes its input on as it is)."""
         given, self._order, i = x, [], 0
         while i < len(self.layers):
-            swap = _relu_then_pool(self.layers[i : i + 2], np.shape(x))
-            if swap:
+            if _relu_then_pool(self.layers[i : i + 2], np.shape(x)):
                 x = self.layers[i + 1].forward_rectified(x)
                 self._order.append(i + 1)
+                i += 2
+                continue
             layer, large = self.layers[i], getattr(x, "nbytes", 0) >= IN_PLACE_BYTES
             if (
                 hasattr(layer, "forward_in_place")
@@ -112,27 +112,28 @@ class Sequential:
             else:
                 x = layer.forward(x)
             self._order.append(i)
-            i += 2 if swap else 1
+            i += 1
         return x
 
     __call__ = forward
 
     def predict(self, x) -> np.ndarray:
         """The output for inference, keeping nothing for a backward pass (the layers' caches are untouched).
-        A ReLU before a max-pooling runs after it, as in ``forward``.
+        A ReLU before a max-pooling is taken in by it, as in ``forward``.
 
         Layers that can (ReLU) write their output over the previous layer's, which nothing else holds; never
         over the caller's ``x`` or a view of it (what Flatten or an evaluation-mode Dropout pass on).
         """
         given, i = x, 0
         while i < len(self.layers):
-            swap = _relu_then_pool(self.layers[i : i + 2], np.shape(x))
-            if swap:
-                x = self.layers[i + 1].predict(x)
+            if _relu_then_pool(self.layers[i : i + 2], np.shape(x)):
+                x = self.layers[i + 1].predict_rectified(x)
+                i += 2
+                continue
             layer = self.layers[i]
             in_place = hasattr(layer, "predict_in_place") and not np.may_share_memory(x, given)
             x = layer.predict_in_place(x) if in_place else layer.predict(x)
-            i += 2 if swap else 1
+            i += 1
         return x
 
     def backward(self, dy, input_grad: bool = True) -> np.ndarray | None:

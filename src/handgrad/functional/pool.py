@@ -19,24 +19,25 @@ from ._ufuncs import at_least
 
 
 class MaxPool2DCache(NamedTuple):
-    cell: np.ndarray | None  # (N, C, H_out, W_out): which window cell a*kW + b won; None until needed
+    route: np.ndarray | None  # (N, C, H_out, W_out): the window cell a*kW + b whose input gets the window's
+    # gradient, or that cell - kH*kW where none flows (with a floor, a maximum not above it); None until needed
     window: Window
     x_shape: tuple
     x: np.ndarray | None = None  # the input, kept when the winners were not tracked (winners=False)
     floor: float | None = None  # the maxima were those of max(X, floor)
 
-    def winners(self) -> np.ndarray:
-        """``cell``, computed from the kept input if the forward pass did not track it."""
-        if self.cell is not None:
-            return self.cell
+    def routes(self) -> np.ndarray:
+        """``route``, computed from the kept input if the forward pass did not track it."""
+        if self.route is not None:
+            return self.route
         w = self.window
         hyper = (w.kernel, w.stride, w.padding, w.mode, w.center, w.dilation, w.ceil_mode)
-        return maxpool2d_forward(self.x, *hyper, floor=self.floor)[1].cell
+        return maxpool2d_forward(self.x, *hyper, floor=self.floor)[1].route
 
     @property
     def indices(self) -> np.ndarray:
         """``h*W + w`` of each window's winning input cell (PyTorch's ``return_indices``), (N, C, H_out, W_out)."""
-        cell = self.winners()
+        cell = self.routes() % (self.window.kernel[0] * self.window.kernel[1])
         _, _, h_out, w_out = cell.shape
         w = self.window
         (_, kw), (sh, sw), (dh, dw), (lead_h, lead_w) = w.kernel, w.stride, w.dilation, w.lead
@@ -80,6 +81,12 @@ def maxpool2d_forward(
     to the first cell in row-major order, as in PyTorch.  A window whose input cells are all -inf keeps its
     first input cell.  The cache's ``indices`` give the winners as ``h*W + w``.
 
+    With a floor F the function is ``Y = maxpool(max(X, F))`` (``F = 0``: max-pooling of ReLU(X)), with the
+    maxima, winners and ties of max-pooling ``max(X, F)``.  Its derivative is that of the pooling times that
+    of ``max(x*, F)`` at the winner x*, ``[x* > F]``, and ``x* > F`` exactly where ``Y > F``: a window whose
+    maximum is not above the floor passes no gradient on (nor one that a NaN won, whose ``max(NaN, F)`` is
+    NaN; as ``relu`` in PyTorch, whose derivative is ``[x > 0]``).
+
     Args:
         x: (N, C, H, W).
         kernel_size, stride, padding, center, dilation: an int or a pair ``(h, w)`` (padding as for conv2d).
@@ -87,9 +94,9 @@ def maxpool2d_forward(
         ceil_mode: round the output size up; windows running past the padded input read minus infinity there.
         winners: False only takes the maxima (faster, for inference); the cache then keeps ``x`` and the
             winners are found if a backward pass asks for them.
-        floor: pool ``max(X, floor)`` instead of X (``floor=0``: max-pooling of ReLU(X)), output, winners
-            and ties alike.  Where the windows tile the input, ``max(X, floor)`` is never formed: the running
-            maximum starts at the floor.
+        floor: pool ``max(X, floor)`` instead of X (see above), without forming ``max(X, floor)`` where it
+            can: the running maximum starts at the floor (windows that do not tile clamp X first when the
+            winners are tracked).
 
     Returns:
         y: (N, C, H_out, W_out), a view of (C, H_out, W_out, N) memory, and the cache for
@@ -100,22 +107,29 @@ def maxpool2d_forward(
     kw = window.kernel[1]
 
     x_c = batch_innermost(x)  # (C, H, W, N)
-    tiled = windows_tile(window, (h, w), out)
-    if floor is not None and not (winners and tiled):
-        x_c = at_least(x_c, floor)
     if not winners:
-        return to_nchw(_maxima(x_c, window, out)), MaxPool2DCache(None, window, x.shape, x, floor)
-    if tiled:
+        return to_nchw(_maxima(x_c, window, out, floor)), MaxPool2DCache(None, window, x.shape, x, floor)
+    if windows_tile(window, (h, w), out):
         y, cell = _tiled_forward(x_c, window.kernel, out, floor)
-        return to_nchw(y), MaxPool2DCache(to_nchw(cell), window, x.shape)
-    y = np.full((c, *out, n), -np.inf, dtype=x.dtype)
-    cell = np.full((c, *out, n), -1, dtype=_cell_dtype(window.kernel))  # -1: no input cell seen yet
-    for a, b, out_rows, out_cols, in_rows, in_cols in window.cell_reads((h, w), out):
-        current, best, won = x_c[:, in_rows, in_cols], y[:, out_rows, out_cols], cell[:, out_rows, out_cols]
-        wins = (current > best) | np.isnan(current) | (won < 0)  # a NaN wins, as in PyTorch
-        _mark(won, wins, a * kw + b)
-        np.maximum(best, current, out=best)  # NaN propagates
-    return to_nchw(y), MaxPool2DCache(to_nchw(cell), window, x.shape)
+    else:
+        x_c = x_c if floor is None else at_least(x_c, floor)
+        y = np.full((c, *out, n), -np.inf, dtype=x.dtype)
+        cell = np.full((c, *out, n), -1, dtype=_cell_dtype(window.kernel))  # -1: no input cell seen yet
+        for a, b, out_rows, out_cols, in_rows, in_cols in window.cell_reads((h, w), out):
+            current, best, won = x_c[:, in_rows, in_cols], y[:, out_rows, out_cols], cell[:, out_rows, out_cols]
+            wins = (current > best) | np.isnan(current) | (won < 0)  # a NaN wins, as in PyTorch
+            _mark(won, wins, a * kw + b)
+            np.maximum(best, current, out=best)  # NaN propagates
+    route = cell if floor is None else _above_floor(cell, y, floor, window.kernel[0] * window.kernel[1])
+    return to_nchw(y), MaxPool2DCache(to_nchw(route), window, x.shape)
+
+
+def _above_floor(cell: np.ndarray, y: np.ndarray, floor, cells: int) -> np.ndarray:
+    """The routes of a pooling with a floor, written over ``cell``: the winning cell where ``Y > floor``, else
+    ``cell - K`` for K window cells (negative: no gradient; ``route % K`` is still the winner).  Arithmetic on
+    a 0/1 mask, as :func:`_mark`: ``np.where`` is slow on such random masks."""
+    dead = np.logical_not(y > floor)  # NaN included
+    return np.subtract(cell, dead.view(np.int8) * cell.dtype.type(cells), out=cell)
 
 
 def maxpool2d_backward(dy, cache: MaxPool2DCache):
@@ -123,7 +137,8 @@ def maxpool2d_backward(dy, cache: MaxPool2DCache):
 
         dX[n,c,h,w] = sum_{i,j : window (i, j) was won by cell (h, w)} dY[n,c,i,j]
 
-    Every other input cell gets zero (the max "up-samples" the gradient).
+    Every other input cell gets zero (the max "up-samples" the gradient).  With a floor F, only the windows
+    with ``Y > F`` pass theirs on (the derivative of ``max(x*, F)``, see :func:`maxpool2d_forward`).
 
     Args:
         dy: (N, C, H_out, W_out).
@@ -136,7 +151,7 @@ def maxpool2d_backward(dy, cache: MaxPool2DCache):
     n, c, h, w = cache.x_shape
     window, kw = cache.window, cache.window.kernel[1]
     check_same_shape(dy, (n, c, *window.output_size(h, w, where)), "dy", where)
-    dy_c, cell = batch_innermost(dy), batch_innermost(cache.winners())  # (C, H_out, W_out, N)
+    dy_c, cell = batch_innermost(dy), batch_innermost(cache.routes())  # (C, H_out, W_out, N); < 0: none
     out = cell.shape[1:3]
     if windows_tile(window, (h, w), out):
         return to_nchw(_tiled_backward(dy_c, cell, window.kernel, (h, w)))
@@ -161,10 +176,11 @@ def _mark(cell: np.ndarray, wins: np.ndarray, k: int) -> None:
     np.maximum(cell, wins.view(np.int8) * cell.dtype.type(k), out=cell)  # a bool array read as 0/1 bytes
 
 
-def _maxima(x_c: np.ndarray, window: Window, out: tuple[int, int]) -> np.ndarray:
-    """The window maxima alone, (C, H_out, W_out, N): one running maximum over the window cells."""
+def _maxima(x_c: np.ndarray, window: Window, out: tuple[int, int], floor=None) -> np.ndarray:
+    """The window maxima alone, (C, H_out, W_out, N): one running maximum over the window cells, from the floor
+    if there is one (``max(F, max_w X) = max_w max(X, F)``, NaN propagating either way)."""
     c, h, w, n = x_c.shape
-    y = np.full((c, *out, n), -np.inf, dtype=x_c.dtype)
+    y = np.full((c, *out, n), -np.inf if floor is None else floor, dtype=x_c.dtype)
     for _, _, out_rows, out_cols, in_rows, in_cols in window.cell_reads((h, w), out):
         best = y[:, out_rows, out_cols]
         np.maximum(best, x_c[:, in_rows, in_cols], out=best)

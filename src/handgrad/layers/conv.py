@@ -147,9 +147,14 @@ class MaxPool2D(_Pool):
 
     def forward_rectified(self, x):
         """``forward(relu(x))`` without forming ``relu(x)``: the maxima of ``max(x, 0)``, with its winners and
-        ties (see the ``floor`` of :func:`handgrad.functional.maxpool2d_forward`)."""
+        ties, and a backward pass that is the derivative of the two, ReLU's ``[x > 0]`` at each winner included
+        (see the ``floor`` of :func:`handgrad.functional.maxpool2d_forward`)."""
         y, self._cache = self._forward(x, floor=0.0)
         return y
+
+    def predict_rectified(self, x):
+        """``predict(relu(x))`` without forming ``relu(x)``."""
+        return self._forward(x, winners=False, floor=0.0)[0]
 
     def _forward(self, x, winners=None, floor=None):
         w = self.window
