@@ -207,6 +207,31 @@ def test_maxpool2d_tiled_with_nan_and_ties_matches_loops(rng, order):
         np.testing.assert_array_equal(cache.indices, indices)
 
 
+@pytest.mark.parametrize("chunk_bytes", [1, 1500])  # one channel at a time; a few, the last chunk shorter
+@pytest.mark.parametrize("floor", [None, 0.0])
+def test_maxpool2d_tiled_in_chunks_matches_loops(rng, monkeypatch, chunk_bytes, floor):
+    """Tiling windows are pooled a few channels at a time; the chunks change nothing: output, indices (ties and
+    a NaN included) and the gradient, with and without a floor."""
+    from handgrad.functional import _scratch
+
+    monkeypatch.setattr(_scratch, "CHUNK_BYTES", chunk_bytes)
+    for size, kernel in [((6, 6), 2), ((7, 5), 2), ((6, 9), 3)]:
+        x = rng.integers(-3, 3, size=(2, 7, *size)).astype(float)  # many ties
+        x[1, 4, 0, 2] = np.nan
+        assert len(_scratch.chunks(7, x[:, 0].nbytes)) > 2
+        y, cache = F.maxpool2d_forward(x, kernel, floor=floor)
+        pooled = x if floor is None else np.maximum(x, floor)
+        ry, indices = R.maxpool2d_forward(np.nan_to_num(pooled, nan=np.inf), kernel)  # a NaN wins like +inf
+        np.testing.assert_array_equal(np.isnan(y), np.isinf(ry))
+        np.testing.assert_array_equal(y[~np.isnan(y)], ry[~np.isinf(ry)])
+        np.testing.assert_array_equal(cache.indices, indices)
+        dy = rng.standard_normal(y.shape)
+        expected = R.maxpool2d_backward(dy, indices, x.shape)
+        if floor is not None:
+            expected = R.relu_backward(expected, x)
+        np.testing.assert_array_equal(F.maxpool2d_backward(dy, cache), expected)
+
+
 @pytest.mark.parametrize("winners", [True, False])
 def test_maxpool2d_with_a_floor_is_max_pooling_of_relu(rng, winners):
     """``floor=0`` pools ``max(X, 0)``: the loops' output and winners on ``relu(x)``, ties among the zeros going

@@ -15,6 +15,7 @@ import numpy as np
 from .._checks import as_float_array, check_same_shape, check_shape
 from ..shapes import Window
 from ._layout import batch_innermost, to_nchw
+from ._scratch import chunks
 from ._ufuncs import at_least
 
 
@@ -214,17 +215,27 @@ def _tiled_forward(x_c: np.ndarray, kernel: tuple[int, int], out: tuple[int, int
     ties as the general loop: one whole-batch step per window cell, on the phases of :func:`_phases`.
 
     With a floor the running maximum starts at ``max(first cell, floor)``: a later cell wins only where it
-    is greater than that, which is where it would win in ``max(X, floor)``."""
+    is greater than that, which is where it would win in ``max(X, floor)``.
+
+    The channels go a few at a time (:func:`._scratch.chunks`), so that the running maximum and the winners
+    stay in cache while the window cells are compared with them: on the wide CNN's first pooling (12.8 MB
+    of input) a training step took 1.5% less time (benchmarks/README, eighth round)."""
     phases = _phases(x_c, kernel, out)
-    cells = [phases[a, b] for a in range(kernel[0]) for b in range(kernel[1])]
-    y = cells[0].copy() if floor is None else at_least(cells[0], floor)
+    y = np.empty(phases.shape[2:], dtype=x_c.dtype)
     cell = np.zeros(y.shape, dtype=_cell_dtype(kernel))
-    for k in range(1, len(cells)):
-        _mark(cell, cells[k] > y, k)
-        np.maximum(y, cells[k], out=y)
+    for part in chunks(x_c.shape[0], x_c[0].nbytes):
+        cells = [phases[a, b, part] for a in range(kernel[0]) for b in range(kernel[1])]
+        best, won = y[part], cell[part]
+        if floor is None:
+            np.copyto(best, cells[0])
+        else:
+            at_least(cells[0], floor, out=best)
+        for k in range(1, len(cells)):
+            _mark(won, cells[k] > best, k)
+            np.maximum(best, cells[k], out=best)
     if np.isnan(y).any():  # rare: a NaN wins its window (the last NaN, as in PyTorch)
-        for k, current in enumerate(cells):
-            np.copyto(cell, k, where=np.isnan(current))
+        for k in range(kernel[0] * kernel[1]):
+            np.copyto(cell, k, where=np.isnan(phases[k // kernel[1], k % kernel[1]]))
     return y, cell
 
 
