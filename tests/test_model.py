@@ -163,8 +163,11 @@ def test_predict_keeps_nothing_and_matches_forward(rng):
     np.testing.assert_array_equal(model.predict(2 * x), model.forward(2 * x))
     model.forward(x)
     before = [layer._cache for layer in model]
+    scratch = [dict(layer.workspace) for layer in model if isinstance(layer, Conv2D)]
     model.predict(x)
     assert all(a is b for a, b in zip(before, [layer._cache for layer in model]))  # predict kept nothing
+    after = [layer.workspace for layer in model if isinstance(layer, Conv2D)]
+    assert all(a.keys() == b.keys() and all(a[k] is b[k] for k in a) for a, b in zip(scratch, after))  # nor scratch
     assert len(caches) == len(model)
     np.testing.assert_array_equal(model.predict(x), y)
 
