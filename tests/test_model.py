@@ -60,7 +60,7 @@ def _one_by_one(model, x, dy):
 
 
 @pytest.mark.parametrize("training", [True, False])
-def test_relu_before_max_pooling_runs_after_it_with_the_same_results(rng, training):
+def test_relu_before_max_pooling_is_taken_in_by_it_with_the_same_results(rng, training):
     """Sequential lets a tiling max-pooling take in the ReLU before it (the ReLU layer does not run).  Output,
     gradients and indices stay those of the layers one by one, exactly: on integer inputs full of ties, zeros
     and windows with nothing positive (after ReLU all their cells are 0 and the first one wins; no gradient
