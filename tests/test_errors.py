@@ -81,6 +81,22 @@ def test_bad_input(layer, x, message):
         layer.forward(x)
 
 
+def test_a_layer_checks_its_input_at_every_call():
+    """The layers' windows and output sizes are worked out once; a bad input is refused every time."""
+    pool, small = MaxPool2D(3), np.zeros((1, 1, 2, 2), dtype=np.float32)
+    for _ in range(2):
+        with pytest.raises(ValueError, match=r"kernel_size \(3, 3\) is larger than the padded input \(2, 2\)"):
+            pool.forward(small)
+    assert pool.forward(np.zeros((1, 1, 3, 3), dtype=np.float32)).shape == (1, 1, 1, 1)
+
+
+def test_a_kernel_of_another_size_than_the_layers_window_is_refused():
+    layer = Conv2D(3, 4, 3)
+    layer.params["weight"] = np.zeros((4, 3, 5, 5), dtype=np.float32)
+    with pytest.raises(ValueError, match=r"w must have the window's \(3, 3\) kernel, got w of shape \(4, 3, 5, 5\)"):
+        layer.forward(X)
+
+
 LAYERS = [Conv2D(3, 2, 3, padding=1), MaxPool2D(2), ReLU(), Sigmoid(), Tanh(), Flatten()]
 
 

@@ -147,17 +147,15 @@ class Window:
 
     def output_size(self, height: int, width: int, where: str = "window") -> tuple[int, int]:
         """``(H_out, W_out)`` for an ``H x W`` input; ``ValueError`` if the kernel exceeds the padded input."""
-        padded = self.padded(height, width)
-        if self.extent[0] > padded[0] or self.extent[1] > padded[1]:
+        out = _output_size(self, height, width)
+        if out is None:
+            padded = self.padded(height, width)
             spread = f" (dilated to {self.extent})" if self.dilation != (1, 1) else ""
             raise ValueError(
                 f"{where}: kernel_size {self.kernel}{spread} is larger than the padded input {padded} "
                 f"(input {(height, width)}, padding {self.padding})"
             )
-        return tuple(
-            conv_output_size(n, k, s, p, d, self.ceil_mode)
-            for n, k, s, p, d in zip((height, width), self.kernel, self.stride, self.padding, self.dilation)
-        )
+        return out
 
     def pooled_size(self, height: int, width: int, where: str = "window") -> tuple[int, int]:
         """``output_size`` for pooling, which also needs every window to hold an input cell."""
@@ -204,6 +202,18 @@ class Window:
                 f"{self.stride}, padding {self.padding}, dilation {self.dilation}, center {self.center}, "
                 f"input {tuple(size)}); reduce padding or move the center"
             )
+
+
+@functools.lru_cache(maxsize=256)  # windows and input sizes are few, and layers ask at every step
+def _output_size(window: Window, height: int, width: int) -> tuple[int, int] | None:
+    """:meth:`Window.output_size`, or None where the kernel exceeds the padded input."""
+    padded = window.padded(height, width)
+    if window.extent[0] > padded[0] or window.extent[1] > padded[1]:
+        return None
+    return tuple(
+        conv_output_size(n, k, s, p, d, window.ceil_mode)
+        for n, k, s, p, d in zip((height, width), window.kernel, window.stride, window.padding, window.dilation)
+    )
 
 
 @functools.lru_cache(maxsize=256)  # windows are few and immutable, and pooling checks on every call

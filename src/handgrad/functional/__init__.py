@@ -25,7 +25,7 @@ from .activation import (
     tanh_backward,
     tanh_forward,
 )
-from .conv import conv2d_backward, conv2d_forward
+from .conv import conv2d_backward, conv2d_forward, conv2d_window_forward
 from .linear import linear_backward, linear_forward
 from .losses import (
     class_targets,
@@ -40,21 +40,25 @@ from .norm import batchnorm_backward, batchnorm_forward
 from .pool import (
     avgpool2d_backward,
     avgpool2d_forward,
+    avgpool2d_window_forward,
     global_avgpool2d_backward,
     global_avgpool2d_forward,
     maxpool2d_backward,
     maxpool2d_forward,
+    maxpool2d_window_forward,
     windows_tile,
 )
 
 __all__ = [
     "avgpool2d_backward",
     "avgpool2d_forward",
+    "avgpool2d_window_forward",
     "batchnorm_backward",
     "batchnorm_forward",
     "class_targets",
     "conv2d_backward",
     "conv2d_forward",
+    "conv2d_window_forward",
     "cross_entropy_backward",
     "cross_entropy_forward",
     "dropout_backward",
@@ -71,6 +75,7 @@ __all__ = [
     "linear_forward",
     "maxpool2d_backward",
     "maxpool2d_forward",
+    "maxpool2d_window_forward",
     "mse_backward",
     "mse_forward",
     "padding",

@@ -263,10 +263,22 @@ def conv2d_forward(
     Returns:
         y: (N, O, H_out, W_out), and the cache for :func:`conv2d_backward`.
     """
+    w = as_float_array(w, "w", "conv2d")
+    check_shape(w, 4, "(O, C/groups, kH, kW)", "w", "conv2d")
+    window = Window.of(w.shape[2:], stride, padding, mode, center, "conv2d", dilation)
+    return conv2d_window_forward(x, w, b, window, groups, padding_mode, workspace)
+
+
+def conv2d_window_forward(x, w, b, window: Window, groups=1, padding_mode="zeros", workspace=None):
+    """:func:`conv2d_forward` with the stride, padding, mode, centre and dilation given as one checked
+    :class:`~handgrad.shapes.Window` whose kernel is w's: a layer builds its window once, where checking the
+    arguments at every call took a few per cent of a small network's training step."""
     where = "conv2d"
     x, w = as_float_array(x, "x", where), as_float_array(w, "w", where)
     check_shape(x, 4, "(N, C, H, W)", "x", where)
     check_shape(w, 4, "(O, C/groups, kH, kW)", "w", where)
+    if w.shape[2:] != window.kernel:
+        raise ValueError(f"{where}: w must have the window's {window.kernel} kernel, got w of shape {w.shape}")
     groups = positive_int(groups, "groups", where)
     if x.shape[1] % groups or w.shape[0] % groups:
         raise ValueError(
@@ -281,7 +293,6 @@ def conv2d_forward(
         check_same_shape(b, (w.shape[0],), "b", where)
     if padding_mode not in padding_modes.PADDING_MODES:
         raise ValueError(f"{where}: padding_mode must be one of {padding_modes.PADDING_MODES}, got {padding_mode!r}")
-    window = Window.of(w.shape[2:], stride, padding, mode, center, where, dilation)
     out = window.output_size(*x.shape[2:], where)
     dtype = np.dtype(np.result_type(x, w))
     x_shape, sides = x.shape, window.padding

@@ -31,9 +31,7 @@ class MaxPool2DCache(NamedTuple):
         """``route``, computed from the kept input if the forward pass did not track it."""
         if self.route is not None:
             return self.route
-        w = self.window
-        hyper = (w.kernel, w.stride, w.padding, w.mode, w.center, w.dilation, w.ceil_mode)
-        return maxpool2d_forward(self.x, *hyper, floor=self.floor)[1].route
+        return maxpool2d_window_forward(self.x, self.window, floor=self.floor)[1].route
 
     @property
     def indices(self) -> np.ndarray:
@@ -47,13 +45,17 @@ class MaxPool2DCache(NamedTuple):
         return rows * self.x_shape[3] + cols
 
 
-def _pooling(x, kernel_size, stride, padding, mode, center, dilation, ceil_mode, where):
-    """The checked input, the window (``stride=None``: the window size) and the output size of a pooling."""
+def _pooling_window(kernel_size, stride, padding, mode, center, dilation, ceil_mode, where) -> Window:
+    """The checked window of a pooling; ``stride=None`` is the window size."""
+    stride = kernel_size if stride is None else stride
+    return Window.of(kernel_size, stride, padding, mode, center, where, dilation, ceil_mode)
+
+
+def _pooled(x, window: Window, where: str):
+    """The checked input of a pooling and its output size."""
     x = as_float_array(x, "x", where)
     check_shape(x, 4, "(N, C, H, W)", "x", where)
-    stride = kernel_size if stride is None else stride
-    window = Window.of(kernel_size, stride, padding, mode, center, where, dilation, ceil_mode)
-    return x, window, window.pooled_size(*x.shape[2:], where)
+    return x, window.pooled_size(*x.shape[2:], where)
 
 
 def maxpool2d_forward(
@@ -103,7 +105,14 @@ def maxpool2d_forward(
         y: (N, C, H_out, W_out), a view of (C, H_out, W_out, N) memory, and the cache for
         :func:`maxpool2d_backward`.
     """
-    x, window, out = _pooling(x, kernel_size, stride, padding, mode, center, dilation, ceil_mode, "maxpool2d")
+    window = _pooling_window(kernel_size, stride, padding, mode, center, dilation, ceil_mode, "maxpool2d")
+    return maxpool2d_window_forward(x, window, winners, floor)
+
+
+def maxpool2d_window_forward(x, window: Window, winners=True, floor=None):
+    """:func:`maxpool2d_forward` with the window's hyper-parameters given as one checked
+    :class:`~handgrad.shapes.Window` (a layer builds its window once, see :func:`.conv.conv2d_window_forward`)."""
+    x, out = _pooled(x, window, "maxpool2d")
     n, c, h, w = x.shape
     kw = window.kernel[1]
 
@@ -284,7 +293,14 @@ def avgpool2d_forward(
     Returns:
         y: (N, C, H_out, W_out), and the cache for :func:`avgpool2d_backward`.
     """
-    x, window, out = _pooling(x, kernel_size, stride, padding, mode, center, 1, ceil_mode, "avgpool2d")
+    window = _pooling_window(kernel_size, stride, padding, mode, center, 1, ceil_mode, "avgpool2d")
+    return avgpool2d_window_forward(x, window, count_include_pad)
+
+
+def avgpool2d_window_forward(x, window: Window, count_include_pad=True):
+    """:func:`avgpool2d_forward` with the window's hyper-parameters given as one checked
+    :class:`~handgrad.shapes.Window` (a layer builds its window once)."""
+    x, out = _pooled(x, window, "avgpool2d")
     n, c, h, w = x.shape
     divisor = _cells_counted(window, (h, w), out, count_include_pad).astype(x.dtype)
     x_c = batch_innermost(x)  # (C, H, W, N)

@@ -83,21 +83,9 @@ class Conv2D(ParamLayer):
         return self._forward(x, keep_scratch=False)[0]
 
     def _forward(self, x, keep_scratch=True):
-        w = self.window
         x, weight, bias = self.as_input(x), self.params["weight"], self.params.get("bias")
-        return F.conv2d_forward(
-            x,
-            weight,
-            bias,
-            w.stride,
-            w.padding,
-            w.mode,
-            w.center,
-            w.dilation,
-            self.groups,
-            self.padding_mode,
-            self.workspace if keep_scratch else None,
-        )
+        workspace = self.workspace if keep_scratch else None
+        return F.conv2d_window_forward(x, weight, bias, self.window, self.groups, self.padding_mode, workspace)
 
     def _backward(self, dy, cache, input_grad):
         dx, dw, db = F.conv2d_backward(dy, cache, input_grad)
@@ -165,10 +153,8 @@ class MaxPool2D(_Pool):
         return self._forward(x, winners=False, floor=0.0)[0]
 
     def _forward(self, x, winners=None, floor=None):
-        w = self.window
         winners = self.training if winners is None else winners
-        hyper = (w.kernel, w.stride, w.padding, w.mode, w.center, w.dilation, w.ceil_mode)
-        return F.maxpool2d_forward(x, *hyper, winners=winners, floor=floor)
+        return F.maxpool2d_window_forward(x, self.window, winners, floor)
 
     def predict(self, x):
         return self._forward(x, winners=False)[0]
@@ -196,10 +182,7 @@ class AvgPool2D(_Pool):
         return int(np.prod(self.output_shape(input_shape))) * (self.window.kernel[0] * self.window.kernel[1] + 1)
 
     def _forward(self, x):
-        w = self.window
-        return F.avgpool2d_forward(
-            x, w.kernel, w.stride, w.padding, w.mode, w.center, w.ceil_mode, self.count_include_pad
-        )
+        return F.avgpool2d_window_forward(x, self.window, self.count_include_pad)
 
     def _backward(self, dy, cache, input_grad):
         return F.avgpool2d_backward(dy, cache), {}
