@@ -232,6 +232,21 @@ def test_maxpool2d_tiled_in_chunks_matches_loops(rng, monkeypatch, chunk_bytes, 
         np.testing.assert_array_equal(F.maxpool2d_backward(dy, cache), expected)
 
 
+def test_maxpool2d_workspace_holds_only_temporaries(rng):
+    """A workspace lent from call to call (a layer's, in training) changes nothing: inputs of two sizes in
+    turn, with and without a floor, give what calls without one give, and no result shares its memory."""
+    workspace, kept = {}, []
+    for size in [(6, 6), (8, 6), (6, 6)]:
+        for floor in (None, 0.0):
+            x = rng.integers(-3, 3, size=(2, 5, *size)).astype(float)  # many ties
+            kept.append((x, floor, *F.maxpool2d_forward(x, 2, floor=floor, workspace=workspace)))
+    assert workspace  # the temporaries stayed for the next call
+    for x, floor, y, cache in kept:
+        want_y, want = F.maxpool2d_forward(x, 2, floor=floor)
+        np.testing.assert_array_equal(y, want_y)
+        np.testing.assert_array_equal(cache.route, want.route)
+
+
 @pytest.mark.parametrize("winners", [True, False])
 def test_maxpool2d_with_a_floor_is_max_pooling_of_relu(rng, winners):
     """``floor=0`` pools ``max(X, 0)``: the loops' output and winners on ``relu(x)``, ties among the zeros going

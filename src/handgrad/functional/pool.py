@@ -15,7 +15,7 @@ import numpy as np
 from .._checks import as_float_array, check_same_shape, check_shape
 from ..shapes import Window
 from ._layout import batch_innermost, to_nchw
-from ._scratch import chunks
+from ._scratch import chunks, scratch
 from ._ufuncs import at_least
 
 
@@ -69,6 +69,7 @@ def maxpool2d_forward(
     ceil_mode=False,
     winners=True,
     floor=None,
+    workspace=None,
 ):
     """Max-pool a batch of images and remember where each maximum came from.
 
@@ -100,18 +101,21 @@ def maxpool2d_forward(
         floor: pool ``max(X, floor)`` instead of X (see above), without forming ``max(X, floor)`` where it
             can: the running maximum starts at the floor (windows that do not tile clamp X first when the
             winners are tracked).
+        workspace: a dict kept between calls (by a layer) from which temporaries are reused when the winners
+            are tracked (inference takes no scratch: it would only add to the peak); optional.
 
     Returns:
         y: (N, C, H_out, W_out), a view of (C, H_out, W_out, N) memory, and the cache for
         :func:`maxpool2d_backward`.
     """
     window = _pooling_window(kernel_size, stride, padding, mode, center, dilation, ceil_mode, "maxpool2d")
-    return maxpool2d_window_forward(x, window, winners, floor)
+    return maxpool2d_window_forward(x, window, winners, floor, workspace)
 
 
-def maxpool2d_window_forward(x, window: Window, winners=True, floor=None):
+def maxpool2d_window_forward(x, window: Window, winners=True, floor=None, workspace=None):
     """:func:`maxpool2d_forward` with the window's hyper-parameters given as one checked
-    :class:`~handgrad.shapes.Window` (a layer builds its window once, see :func:`.conv.conv2d_window_forward`)."""
+    :class:`~handgrad.shapes.Window` (a layer builds its window once, see :func:`.conv.conv2d_window_forward`),
+    and a ``workspace`` dict from which a layer lends its temporaries from one call to the next (optional)."""
     x, out = _pooled(x, window, "maxpool2d")
     n, c, h, w = x.shape
     kw = window.kernel[1]
@@ -120,7 +124,7 @@ def maxpool2d_window_forward(x, window: Window, winners=True, floor=None):
     if not winners:
         return to_nchw(_maxima(x_c, window, out, floor)), MaxPool2DCache(None, window, x.shape, x, floor)
     if windows_tile(window, (h, w), out):
-        y, cell = _tiled_forward(x_c, window.kernel, out, floor)
+        y, cell = _tiled_forward(x_c, window.kernel, out, floor, workspace)
     else:
         x_c = x_c if floor is None else at_least(x_c, floor)
         y = np.full((c, *out, n), -np.inf, dtype=x.dtype)
@@ -219,7 +223,7 @@ def _phases(a: np.ndarray, kernel: tuple[int, int], out: tuple[int, int]) -> np.
     return a[:, : h_out * kh, : w_out * kw].reshape(c, h_out, kh, w_out, kw, n).transpose(2, 4, 0, 1, 3, 5)
 
 
-def _tiled_forward(x_c: np.ndarray, kernel: tuple[int, int], out: tuple[int, int], floor=None):
+def _tiled_forward(x_c: np.ndarray, kernel: tuple[int, int], out: tuple[int, int], floor=None, workspace=None):
     """The maximum of tiling windows and the cell that won it, both (C, H_out, W_out, N).  Same results and
     ties as the general loop: one whole-batch step per window cell, on the phases of :func:`_phases`.
 
@@ -228,12 +232,19 @@ def _tiled_forward(x_c: np.ndarray, kernel: tuple[int, int], out: tuple[int, int
 
     The channels go a few at a time (:func:`._scratch.chunks`), so that the running maximum and the winners
     stay in cache while the window cells are compared with them: on the wide CNN's first pooling (12.8 MB
-    of input) a training step took 1.5% less time (benchmarks/README, eighth round)."""
+    of input) a training step took 1.5% less time (benchmarks/README, eighth round).
+
+    Each chunk's phases are first copied into one contiguous array (kept in the workspace).  A phase is made
+    of runs of only N values, which NumPy copies faster than it compares them: on the seed CNN's first
+    pooling, 10 us to copy a phase against 17-18 us to compare it or take its maximum, and 5 us for either on
+    contiguous memory (benchmarks/README, tenth round)."""
     phases = _phases(x_c, kernel, out)
     y = np.empty(phases.shape[2:], dtype=x_c.dtype)
     cell = np.zeros(y.shape, dtype=_cell_dtype(kernel))
     for part in chunks(x_c.shape[0], x_c[0].nbytes):
-        cells = [phases[a, b, part] for a in range(kernel[0]) for b in range(kernel[1])]
+        cells = scratch(workspace, "window cells", phases[:, :, part].shape, x_c.dtype)  # (kH, kW, chunk, ...)
+        np.copyto(cells, phases[:, :, part])
+        cells = cells.reshape(-1, *cells.shape[2:])  # cell k = a*kW + b first
         best, won = y[part], cell[part]
         if floor is None:
             np.copyto(best, cells[0])

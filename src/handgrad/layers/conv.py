@@ -125,6 +125,7 @@ class MaxPool2D(_Pool):
         super().__init__()
         stride = kernel_size if stride is None else stride
         self.window = Window.of(kernel_size, stride, padding, mode, center, "MaxPool2D", dilation, ceil_mode)
+        self.workspace = {}  # scratch memory the kernels reuse from step to step (in training)
 
     def flops(self, input_shape):
         """One comparison per window cell."""
@@ -154,7 +155,7 @@ class MaxPool2D(_Pool):
 
     def _forward(self, x, winners=None, floor=None):
         winners = self.training if winners is None else winners
-        return F.maxpool2d_window_forward(x, self.window, winners, floor)
+        return F.maxpool2d_window_forward(x, self.window, winners, floor, self.workspace)
 
     def predict(self, x):
         return self._forward(x, winners=False)[0]
