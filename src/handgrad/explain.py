@@ -249,8 +249,7 @@ def pool(input_size=(4, 4), kernel_size=(2, 2), stride=None, padding=0, mode="xc
     rng = np.random.default_rng(0)
     x = rng.permutation(int(np.prod(input_size))).reshape(input_size).astype(np.float64) + 1  # distinct values
     command = _command("pool", input_size, kernel_size, stride, padding, mode, center)
-    stride = kernel_size if stride is None else stride
-    window = Window.of(kernel_size, stride, padding, mode, center, "explain pool")
+    window = Window.pooling(kernel_size, stride, padding, mode, center, "explain pool")
     out = window.pooled_size(*input_size, "explain pool")
     dy = _readable(out)
     (top, _), (left, _) = window.padding

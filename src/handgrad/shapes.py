@@ -124,6 +124,14 @@ class Window:
             raise ValueError(f"{where}: mode must be one of {MODES}, got {mode!r}")
         return cls(kernel, stride, sides, center, mode, dilation, bool(ceil_mode))
 
+    @classmethod
+    def pooling(
+        cls, kernel_size, stride=None, padding=0, mode="xcorr", center=None, where="window", dilation=1, ceil_mode=False
+    ) -> Window:
+        """:meth:`of` for a pooling, whose ``stride=None`` (the default) is the window size: windows that tile."""
+        stride = kernel_size if stride is None else stride
+        return cls.of(kernel_size, stride, padding, mode, center, where, dilation, ceil_mode)
+
     def as_xcorr(self) -> Window:
         """The cross-correlation window that reads the same cells: centre ``K-1-c`` for a convolution."""
         if self.mode == "xcorr":

@@ -45,12 +45,6 @@ class MaxPool2DCache(NamedTuple):
         return rows * self.x_shape[3] + cols
 
 
-def _pooling_window(kernel_size, stride, padding, mode, center, dilation, ceil_mode, where) -> Window:
-    """The checked window of a pooling; ``stride=None`` is the window size."""
-    stride = kernel_size if stride is None else stride
-    return Window.of(kernel_size, stride, padding, mode, center, where, dilation, ceil_mode)
-
-
 def _pooled(x, window: Window, where: str):
     """The checked input of a pooling and its output size."""
     x = as_float_array(x, "x", where)
@@ -108,7 +102,7 @@ def maxpool2d_forward(
         y: (N, C, H_out, W_out), a view of (C, H_out, W_out, N) memory, and the cache for
         :func:`maxpool2d_backward`.
     """
-    window = _pooling_window(kernel_size, stride, padding, mode, center, dilation, ceil_mode, "maxpool2d")
+    window = Window.pooling(kernel_size, stride, padding, mode, center, "maxpool2d", dilation, ceil_mode)
     return maxpool2d_window_forward(x, window, winners, floor, workspace)
 
 
@@ -304,7 +298,7 @@ def avgpool2d_forward(
     Returns:
         y: (N, C, H_out, W_out), and the cache for :func:`avgpool2d_backward`.
     """
-    window = _pooling_window(kernel_size, stride, padding, mode, center, 1, ceil_mode, "avgpool2d")
+    window = Window.pooling(kernel_size, stride, padding, mode, center, "avgpool2d", ceil_mode=ceil_mode)
     return avgpool2d_window_forward(x, window, count_include_pad)
 
 

@@ -123,8 +123,7 @@ class MaxPool2D(_Pool):
 
     def __init__(self, kernel_size, stride=None, padding=0, mode="xcorr", center=None, *, dilation=1, ceil_mode=False):
         super().__init__()
-        stride = kernel_size if stride is None else stride
-        self.window = Window.of(kernel_size, stride, padding, mode, center, "MaxPool2D", dilation, ceil_mode)
+        self.window = Window.pooling(kernel_size, stride, padding, mode, center, "MaxPool2D", dilation, ceil_mode)
         self.workspace = {}  # scratch memory the kernels reuse from step to step (in training)
 
     def flops(self, input_shape):
@@ -174,8 +173,7 @@ class AvgPool2D(_Pool):
         self, kernel_size, stride=None, padding=0, mode="xcorr", center=None, *, ceil_mode=False, count_include_pad=True
     ):
         super().__init__()
-        stride = kernel_size if stride is None else stride
-        self.window = Window.of(kernel_size, stride, padding, mode, center, "AvgPool2D", ceil_mode=ceil_mode)
+        self.window = Window.pooling(kernel_size, stride, padding, mode, center, "AvgPool2D", ceil_mode=ceil_mode)
         self.count_include_pad = bool(count_include_pad)
 
     def flops(self, input_shape):

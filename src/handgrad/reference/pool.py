@@ -27,8 +27,7 @@ def maxpool2d_forward(x, kernel_size, stride=None, padding=0, mode="xcorr", cent
 
     Returns (y, indices) with ``indices[n,c,i,j] = h*W + w`` of the winner, the first in row-major order on ties.
     """
-    stride = kernel_size if stride is None else stride
-    window = Window.of(kernel_size, stride, padding, mode, center, dilation=dilation, ceil_mode=ceil_mode)
+    window = Window.pooling(kernel_size, stride, padding, mode, center, dilation=dilation, ceil_mode=ceil_mode)
     n_, c_, h, w = x.shape
     out = window.output_size(h, w)
     y = np.zeros((n_, c_, *out))
@@ -56,8 +55,7 @@ def avgpool2d_forward(
 ):
     """``Y[n,c,i,j] = (1 / M) sum`` of the window's cells, M counting the cells inside the padded input
     (``count_include_pad``) or inside the input.  Returns (y, M) with M of shape (H_out, W_out)."""
-    stride = kernel_size if stride is None else stride
-    window = Window.of(kernel_size, stride, padding, mode, center, ceil_mode=ceil_mode)
+    window = Window.pooling(kernel_size, stride, padding, mode, center, ceil_mode=ceil_mode)
     n_, c_, h, w = x.shape
     out = window.output_size(h, w)
     (top, bottom), (left, right) = window.padding
@@ -81,8 +79,7 @@ def avgpool2d_backward(
     dy, x_shape, kernel_size, stride=None, padding=0, mode="xcorr", center=None, ceil_mode=False, count_include_pad=True
 ):
     """``dX[n,c,row,col] += dY[n,c,i,j] / M[i,j]`` for every input cell of every window."""
-    stride = kernel_size if stride is None else stride
-    window = Window.of(kernel_size, stride, padding, mode, center, ceil_mode=ceil_mode)
+    window = Window.pooling(kernel_size, stride, padding, mode, center, ceil_mode=ceil_mode)
     _, divisor = avgpool2d_forward(
         np.zeros(x_shape), kernel_size, stride, padding, mode, center, ceil_mode, count_include_pad
     )
