@@ -410,7 +410,7 @@ def _correlated(dy_g: np.ndarray, cols_g: np.ndarray) -> np.ndarray:
     as a transposed view: OpenBLAS runs that form faster on one thread (0.77 to 0.93 times the time on the seed
     CNN's shapes), and far faster when its second thread gets little of the second core (0.54 to 0.70); only
     when both threads run freely is the first form sometimes faster, by up to 19% for the seed CNN's first
-    convolution (benchmarks/README, seventh round)."""
+    convolution (benchmarks/rounds.md, seventh round)."""
     return matmul(cols_g, dy_g.T).T if cols_g.shape[0] > dy_g.shape[0] else matmul(dy_g, cols_g.T)
 
 

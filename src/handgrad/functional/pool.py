@@ -226,12 +226,12 @@ def _tiled_forward(x_c: np.ndarray, kernel: tuple[int, int], out: tuple[int, int
 
     The channels go a few at a time (:func:`._scratch.chunks`), so that the running maximum and the winners
     stay in cache while the window cells are compared with them: on the wide CNN's first pooling (12.8 MB
-    of input) a training step took 1.5% less time (benchmarks/README, eighth round).
+    of input) a training step took 1.5% less time (benchmarks/rounds.md, eighth round).
 
     Each chunk's phases are first copied into one contiguous array (kept in the workspace).  A phase is made
     of runs of only N values, which NumPy copies faster than it compares them: on the seed CNN's first
     pooling, 10 us to copy a phase against 17-18 us to compare it or take its maximum, and 5 us for either on
-    contiguous memory (benchmarks/README, tenth round)."""
+    contiguous memory (benchmarks/rounds.md, tenth round)."""
     phases = _phases(x_c, kernel, out)
     y = np.empty(phases.shape[2:], dtype=x_c.dtype)
     cell = np.zeros(y.shape, dtype=_cell_dtype(kernel))

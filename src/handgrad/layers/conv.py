@@ -78,7 +78,7 @@ class Conv2D(ParamLayer):
         """``forward`` for inference, with temporaries of the call's own instead of the layer's ``workspace``.
         Kept scratch pays between a forward pass and its backward pass and from step to step; in inference it
         only adds every layer's scratch to the peak (the wide CNN's inference peak: 34-37 MiB kept, 25 MiB
-        not), and allocating the temporaries was no slower (benchmarks/README, eighth round).  Nor does an
+        not), and allocating the temporaries was no slower (benchmarks/rounds.md, eighth round).  Nor does an
         inference pass then write over the columns a forward pass left for its backward."""
         return self._forward(x, keep_scratch=False)[0]
 
