@@ -28,22 +28,28 @@ def _seed_cnn(rng, dtype=np.float64):
 
 
 def test_forward_and_backward_chain_the_layers(rng):
-    """Sequential gives what the layers give one after the other (it runs each ReLU before a max-pooling after
-    it, see the next test)."""
+    """Sequential gives what the layers give one after the other.  The first convolution (one input channel)
+    takes in the ReLU and max-pooling after it, as one product (tests/test_conv_pool.py): the same output and
+    winners, and the same gradients up to the order of their sums; the second pooling takes in its ReLU (see
+    the next test)."""
     model = _seed_cnn(rng)
     x = rng.standard_normal((3, 1, 28, 28))
     h = x
     for layer in model:
         h = layer.forward(h)
+    indices = model[2].indices.copy()
     dy = rng.standard_normal(h.shape)
     g = dy
     for layer in reversed(model.layers):
         g = layer.backward(g)
     grads = {name: grad.copy() for name, grad in model.grads.items()}
+    model[1]._cache = model[2]._cache = None
     np.testing.assert_array_equal(model.forward(x), h)
-    np.testing.assert_array_equal(model.backward(dy), g)
+    assert model[1]._cache is None  # the first ReLU did not run
+    np.testing.assert_array_equal(model[2].indices, indices)
+    np.testing.assert_allclose(model.backward(dy), g, rtol=1e-12, atol=0)
     for name, grad in model.grads.items():
-        np.testing.assert_array_equal(grad, grads[name])
+        np.testing.assert_allclose(grad, grads[name], rtol=1e-12, atol=0)
     assert g.shape == x.shape
 
 

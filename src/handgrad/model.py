@@ -47,11 +47,28 @@ def _held(x, given, layers) -> bool:
 
 
 @functools.cache
-def _relu_and_pool_types() -> tuple[type, type]:
-    """The classes ReLU and MaxPool2D, imported on first use: layers.residual imports this module."""
-    from .layers import MaxPool2D, ReLU
+def _fused_types() -> tuple[type, type, type]:
+    """The classes Conv2D, ReLU and MaxPool2D, imported on first use: layers.residual imports this module."""
+    from .layers import Conv2D, MaxPool2D, ReLU
 
-    return ReLU, MaxPool2D
+    return Conv2D, ReLU, MaxPool2D
+
+
+def _conv_then_pool(layers, shape) -> int:
+    """How many of ``layers`` run as one product: 3 for a convolution, a ReLU and a max-pooling, 2 for a
+    convolution and a max-pooling, where the convolution says it pays (``Conv2D.pools_in_one_product``: one
+    input channel, stride 1, pooling windows that tile its output); else 0.
+
+    The convolution's ``forward_pooled`` then computes the pooled output directly, the ReLU as the pooling's
+    floor of 0 (see :func:`_relu_then_pool`), and its backward pass is the gradient of the whole; the ReLU and
+    pooling layers do not run."""
+    conv, relu, pool = _fused_types()
+    if not layers or type(layers[0]) is not conv:
+        return 0
+    taken = 3 if len(layers) == 3 and type(layers[1]) is relu else 2
+    if len(layers) < taken or type(layers[taken - 1]) is not pool:
+        return 0
+    return taken if layers[0].pools_in_one_product(layers[taken - 1], shape) else 0
 
 
 def _relu_then_pool(layers, shape) -> bool:
@@ -63,7 +80,7 @@ def _relu_then_pool(layers, shape) -> bool:
     each window's dY goes to its winner x* times ``relu'(x*) = [x* > 0]``, which is ``[Y > 0]``.  The ReLU
     layer itself does not run.  Windows that tile are where this pays: the pooling reads x as it is.
     """
-    relu, pool = _relu_and_pool_types()
+    _, relu, pool = _fused_types()
     return (
         len(layers) == 2
         and type(layers[0]) is relu
@@ -89,7 +106,8 @@ class Sequential:
 
     def forward(self, x) -> np.ndarray:
         """Every layer in order, but for a ReLU directly before a max-pooling whose windows tile its input: the
-        pooling takes the ReLU in (see :func:`_relu_then_pool`), and backward follows suit.
+        pooling takes the ReLU in (see :func:`_relu_then_pool`), and a convolution of one input channel takes
+        the pooling after it in, and the ReLU between (see :func:`_conv_then_pool`); backward follows suit.
 
         Layers that can (ReLU) write a large output over their input when nothing else holds it: not the
         caller's ``x`` nor a view of it, and no array a layer that ran before keeps for its backward pass (a
@@ -97,6 +115,12 @@ class Sequential:
         passes its input on as it is)."""
         given, self._order, i = x, [], 0
         while i < len(self.layers):
+            taken = _conv_then_pool(self.layers[i : i + 3], np.shape(x))
+            if taken:
+                x = self.layers[i].forward_pooled(x, self.layers[i + taken - 1], 0.0 if taken == 3 else None)
+                self._order.append(i)
+                i += taken
+                continue
             if _relu_then_pool(self.layers[i : i + 2], np.shape(x)):
                 x = self.layers[i + 1].forward_rectified(x)
                 self._order.append(i + 1)
@@ -119,7 +143,8 @@ class Sequential:
 
     def predict(self, x) -> np.ndarray:
         """The output for inference, keeping nothing for a backward pass (the layers' caches are untouched).
-        A ReLU before a max-pooling is taken in by it, as in ``forward``.
+        A ReLU before a max-pooling is taken in by it, as in ``forward``; a convolution runs on its own (taking the
+        pooling in, as ``forward`` does, did not pay in inference).
 
         Layers that can (ReLU) write their output over the previous layer's, which nothing else holds; never
         over the caller's ``x`` or a view of it (what Flatten or an evaluation-mode Dropout pass on).

@@ -26,6 +26,7 @@ from .activation import (
     tanh_forward,
 )
 from .conv import conv2d_backward, conv2d_forward, conv2d_window_forward
+from .conv_pool import ConvPoolCache, conv2d_maxpool2d_backward, conv2d_maxpool2d_forward, fusable
 from .linear import linear_backward, linear_forward
 from .losses import (
     class_targets,
@@ -50,6 +51,7 @@ from .pool import (
 )
 
 __all__ = [
+    "ConvPoolCache",
     "avgpool2d_backward",
     "avgpool2d_forward",
     "avgpool2d_window_forward",
@@ -58,6 +60,8 @@ __all__ = [
     "class_targets",
     "conv2d_backward",
     "conv2d_forward",
+    "conv2d_maxpool2d_backward",
+    "conv2d_maxpool2d_forward",
     "conv2d_window_forward",
     "cross_entropy_backward",
     "cross_entropy_forward",
@@ -67,6 +71,7 @@ __all__ = [
     "elu_forward",
     "flatten_backward",
     "flatten_forward",
+    "fusable",
     "global_avgpool2d_backward",
     "global_avgpool2d_forward",
     "leaky_relu_backward",

@@ -87,8 +87,34 @@ class Conv2D(ParamLayer):
         workspace = self.workspace if keep_scratch else None
         return F.conv2d_window_forward(x, weight, bias, self.window, self.groups, self.padding_mode, workspace)
 
+    def pools_in_one_product(self, pool, input_shape) -> bool:
+        """Whether ``forward_pooled`` takes this convolution and the max-pooling ``pool`` after it as one product
+        for an input of ``input_shape``: where the geometry allows it (:func:`handgrad.functional.fusable`), and
+        where it pays, a convolution of one input channel (a first layer on grey images): its products are small
+        beside the memory work of its columns and of the pooling, which the product over the windows' phases
+        shrinks.  In training, that is: inference takes only the maxima, and there it did not pay
+        (benchmarks/rounds.md, fifteenth round)."""
+        return (
+            self.in_channels == 1
+            and len(input_shape) == 4
+            and F.fusable(self.window, pool.window, tuple(input_shape[2:]), self.groups, self.padding_mode)
+        )
+
+    def forward_pooled(self, x, pool, floor=None):
+        """``pool.forward(max(self.forward(x), floor))`` as one product over the pooling windows' phases
+        (:func:`handgrad.functional.conv2d_maxpool2d_forward`; ``floor=0`` for a ReLU in between), where
+        :meth:`pools_in_one_product`.  ``backward`` then returns the gradient of the whole, and ``pool``'s
+        ``indices`` are those of this pass."""
+        x, weight, bias = self.as_input(x), self.params["weight"], self.params.get("bias")
+        y, self._cache = F.conv2d_maxpool2d_forward(x, weight, bias, self.window, pool.window, floor, self.workspace)
+        pool._cache = self._cache.pooling_cache()
+        return y
+
     def _backward(self, dy, cache, input_grad):
-        dx, dw, db = F.conv2d_backward(dy, cache, input_grad)
+        if isinstance(cache, F.ConvPoolCache):  # the last forward was forward_pooled
+            dx, dw, db = F.conv2d_maxpool2d_backward(dy, cache, input_grad)
+        else:
+            dx, dw, db = F.conv2d_backward(dy, cache, input_grad)
         grads = {"weight": dw} if db is None else {"weight": dw, "bias": db}
         return dx, grads
 

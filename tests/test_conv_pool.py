@@ -1,0 +1,200 @@
+"""A stride-1 convolution and the tiling max-pooling after it, taken as one product over the windows' phases:
+held to the loops, to the two layers run separately, to a float64 numerical gradient and to PyTorch."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as TF
+import torch_reference as T
+from helpers import assert_close, off_kinks
+
+from handgrad import Sequential, gradcheck
+from handgrad import functional as F
+from handgrad import reference as R
+from handgrad.layers import Conv2D, MaxPool2D, ReLU
+from handgrad.shapes import Window
+
+# (C, O, kernel, padding, mode, centre, pooling window, input size): odd sizes leave rows no window reads
+GEOMETRIES = [
+    (1, 8, 5, 0, "xcorr", None, 2, (12, 12)),
+    (1, 4, 3, 1, "xcorr", None, 2, (9, 10)),
+    (3, 4, 3, 1, "conv", (1, 2), 2, (9, 7)),
+    (2, 3, (2, 3), ((1, 0), (2, 1)), "conv", (0, 1), (3, 2), (8, 9)),
+    (2, 3, 4, "same", "xcorr", (2, 1), 2, (7, 8)),
+    (1, 2, 1, 0, "xcorr", None, 3, (7, 6)),
+    (1, 2, (1, 4), 0, "xcorr", None, (1, 2), (3, 9)),
+]
+
+
+def _windows(kernel, padding, mode, center, pool):
+    return Window.of(kernel, 1, padding, mode, center, "test"), Window.pooling(pool)
+
+
+def _separately(x, w, b, conv, pool, floor):
+    """The convolution and the max-pooling (of max(Y, floor)) as the separate kernels compute them."""
+    y, conv_cache = F.conv2d_window_forward(x, w, b, conv)
+    p, pool_cache = F.maxpool2d_window_forward(y, pool, True, floor)
+    return p, lambda dy: F.conv2d_backward(F.maxpool2d_backward(dy, pool_cache), conv_cache), pool_cache
+
+
+@pytest.mark.parametrize("floor", [0.0, None])
+@pytest.mark.parametrize("geometry", GEOMETRIES)
+def test_conv_then_pool_as_one_product_matches_the_loops(rng, geometry, floor):
+    """Output, winners and all three gradients against the loops of the convolution, ReLU and max-pooling."""
+    c, o, kernel, padding, mode, center, pool, size = geometry
+    conv, window = _windows(kernel, padding, mode, center, pool)
+    x = rng.standard_normal((3, c, *size))
+    w, b = rng.standard_normal((o, c, *conv.kernel)), rng.standard_normal(o)
+    assert F.fusable(conv, window, size)
+    p, cache = F.conv2d_maxpool2d_forward(x, w, b, conv, window, floor)
+    assert cache.separate is None  # the one product ran
+
+    hyper = (1, padding, mode, center)
+    y = R.conv2d_forward(x, w, b, *hyper)
+    rectified = y if floor is None else np.maximum(y, floor)
+    want, indices = R.maxpool2d_forward(rectified, pool)
+    dy = rng.standard_normal(want.shape)
+    dy_conv = R.maxpool2d_backward(dy, indices, y.shape)
+    if floor is not None:
+        dy_conv = R.relu_backward(dy_conv, y)
+    want_dx, want_dw, want_db = R.conv2d_backward(dy_conv, x, w, *hyper)
+
+    dx, dw, db = F.conv2d_maxpool2d_backward(dy, cache)
+    config = {"geometry": geometry, "floor": floor}
+    assert_close(p, want, 1e-12, "P", config)
+    np.testing.assert_array_equal(cache.pooling_cache().indices, indices)
+    assert_close(dx, want_dx, 1e-12, "dx", config)
+    assert_close(dw, want_dw, 1e-12, "dw", config)
+    assert_close(db, want_db, 1e-12, "db", config)
+    assert F.conv2d_maxpool2d_backward(dy, cache, input_grad=False)[0] is None
+
+
+@pytest.mark.parametrize("geometry", GEOMETRIES[:4])
+def test_ties_and_windows_with_nothing_positive_as_the_separate_layers(rng, geometry):
+    """On integers (every sum exact, whatever its order) full of ties, zeros and windows with nothing positive,
+    with and without a bias: the same maxima, winners (ties to the first cell) and gradients as the separate
+    kernels, bit for bit."""
+    c, o, kernel, padding, mode, center, pool, size = geometry
+    conv, window = _windows(kernel, padding, mode, center, pool)
+    x = rng.integers(-2, 3, size=(2, c, *size)).astype(float)
+    w = rng.integers(-1, 2, size=(o, c, *conv.kernel)).astype(float)
+    for b in (None, rng.integers(-1, 2, size=o).astype(float)):
+        for floor in (0.0, None):
+            want, backward, pool_cache = _separately(x, w, b, conv, window, floor)
+            p, cache = F.conv2d_maxpool2d_forward(x, w, b, conv, window, floor)
+            assert cache.separate is None
+            np.testing.assert_array_equal(p, want)
+            np.testing.assert_array_equal(cache.pooling_cache().indices, pool_cache.indices)
+            dy = rng.integers(-3, 4, size=want.shape).astype(float)
+            for got, expected in zip(F.conv2d_maxpool2d_backward(dy, cache), backward(dy)):
+                np.testing.assert_array_equal(got, expected)
+    assert (want <= 0).any()  # windows with nothing positive were there
+
+
+@pytest.mark.filterwarnings("ignore:invalid value:RuntimeWarning")  # 0 * inf in the separate layers, as expected
+def test_values_that_are_not_finite_take_the_separate_layers(rng):
+    """A zero weight of the widened kernel times an infinite input is NaN: an infinite or NaN input or weight,
+    or an infinite gradient, gets the separate layers' results instead, NaN and infinities where they have them."""
+    conv, window = _windows(3, 1, "xcorr", None, 2)
+    x, w, b = rng.standard_normal((2, 1, 8, 8)), rng.standard_normal((3, 1, 3, 3)), rng.standard_normal(3)
+    inf_x, nan_w = x.copy(), w.copy()
+    inf_x[0, 0, 3, 4] = np.inf
+    nan_w[1, 0, 0, 2] = np.nan
+    for x_, w_ in ((inf_x, w), (x, nan_w), (-inf_x, w)):
+        want, backward, _ = _separately(x_, w_, b, conv, window, 0.0)
+        p, cache = F.conv2d_maxpool2d_forward(x_, w_, b, conv, window, 0.0)
+        assert cache.separate is not None
+        assert not np.isfinite(want).all() or not np.isfinite(backward(np.ones(want.shape))[0]).all()
+        np.testing.assert_array_equal(p, want)
+        dy = rng.standard_normal(want.shape)
+        for got, expected in zip(F.conv2d_maxpool2d_backward(dy, cache), backward(dy)):
+            np.testing.assert_array_equal(got, expected)
+    want, backward, _ = _separately(x, w, b, conv, window, 0.0)
+    p, cache = F.conv2d_maxpool2d_forward(x, w, b, conv, window, 0.0)
+    dy = rng.standard_normal(want.shape)
+    dy[1, 2, 0, 3] = np.inf
+    for got, expected in zip(F.conv2d_maxpool2d_backward(dy, cache), backward(dy)):
+        np.testing.assert_array_equal(got, expected)
+
+
+def test_backward_rebuilds_the_columns_another_call_wrote_over(rng):
+    """The columns stay in the workspace for the backward pass only while no other call has written it."""
+    conv, window = _windows(5, 0, "xcorr", None, 2)
+    w, b = rng.standard_normal((4, 1, 5, 5)), rng.standard_normal(4)
+    first, second = rng.standard_normal((2, 2, 1, 12, 12))
+    workspace = {}
+    _, cache = F.conv2d_maxpool2d_forward(first, w, b, conv, window, 0.0, workspace)
+    dy = rng.standard_normal((2, 4, 4, 4))
+    want = F.conv2d_maxpool2d_backward(dy, F.conv2d_maxpool2d_forward(first, w, b, conv, window, 0.0)[1])
+    F.conv2d_maxpool2d_forward(second, w, b, conv, window, 0.0, workspace)
+    for got, expected in zip(F.conv2d_maxpool2d_backward(dy, cache), want):
+        np.testing.assert_array_equal(got, expected)
+    assert workspace
+
+
+@pytest.mark.parametrize(
+    ("conv_options", "pool_options", "size"),
+    [
+        ({"stride": 2}, {"kernel_size": 2}, (12, 12)),
+        ({"dilation": 2}, {"kernel_size": 2}, (12, 12)),
+        ({}, {"kernel_size": 2, "stride": 1}, (12, 12)),
+        ({}, {"kernel_size": 2, "padding": 1}, (12, 12)),
+        ({}, {"kernel_size": 2, "ceil_mode": True}, (11, 11)),
+        ({}, {"kernel_size": 2, "dilation": 2}, (12, 12)),
+        ({}, {"kernel_size": 11}, (12, 12)),  # the window is larger than the output
+    ],
+)
+def test_geometries_that_are_not_one_product_are_refused(rng, conv_options, pool_options, size):
+    conv = Window.of(3, where="test", **conv_options)
+    pool = Window.pooling(where="test", **pool_options)
+    assert not F.fusable(conv, pool, size)
+    with pytest.raises(ValueError, match="do not run as one product"):
+        F.conv2d_maxpool2d_forward(rng.standard_normal((1, 1, *size)), np.ones((2, 1, 3, 3)), None, conv, pool)
+    assert not F.fusable(Window.of(3), Window.pooling(2), (12, 12), groups=2)
+    assert not F.fusable(Window.of(3, padding=1), Window.pooling(2), (12, 12), padding_mode="reflect")
+
+
+def _block(rng, relu=True, **conv_options):
+    layers = [Conv2D(1, 3, 3, dtype=np.float64, rng=rng, **conv_options), MaxPool2D(2)]
+    return Sequential(layers[:1] + [ReLU()] * relu + layers[1:])
+
+
+@pytest.mark.parametrize(
+    "options", [{"relu": True, "padding": 1}, {"relu": False, "mode": "conv", "center": (1, 0)}, {"relu": True}]
+)
+def test_the_model_takes_the_one_product_with_the_numerical_gradient(rng, options):
+    """A model's convolution of one input channel takes the pooling in (and the ReLU): its gradients pass the
+    float64 central differences."""
+    model = _block(rng, **options)
+    x = off_kinks(rng, (2, 1, 8, 9))
+    result = gradcheck(model, x)
+    assert isinstance(model[0]._cache, F.ConvPoolCache)
+    assert result, f"gradient check failed for {options}:\n{result}"
+    assert {check.name for check in result.checks} == {"x", "0.weight", "0.bias"}
+
+
+@pytest.mark.parametrize("relu", [True, False])
+def test_the_one_product_agrees_with_pytorch(rng, relu):
+    """The output and the gradients of x, W and B against PyTorch's conv2d, relu and max_pool2d (float64)."""
+    model = _block(rng, relu, padding=1)
+    x = rng.standard_normal((3, 1, 10, 9))
+    y = model.forward(x)
+    assert isinstance(model[0]._cache, F.ConvPoolCache)
+    dy = rng.uniform(-1, 1, size=y.shape)
+    dx = model.backward(dy)
+
+    def torch_block(x, w, b):
+        h = TF.conv2d(x, w, b, padding=1)
+        return TF.max_pool2d(TF.relu(h) if relu else h, 2)
+
+    conv = model[0]
+    ty, (tdx, tdw, tdb) = T.grads(torch_block, dy, x, conv.params["weight"], conv.params["bias"])
+    assert_close(y, ty, 1e-9, "y")
+    assert_close(dx, tdx, 1e-9, "dx")
+    assert_close(conv.grads["weight"], tdw, 1e-9, "dw")
+    assert_close(conv.grads["bias"], tdb, 1e-9, "db")
+    if not relu:  # the winners, as PyTorch's max_pool2d gives them
+        h = TF.conv2d(*(torch.tensor(a) for a in (x, conv.params["weight"], conv.params["bias"])), padding=1)
+        np.testing.assert_array_equal(model[-1].indices, TF.max_pool2d(h, 2, return_indices=True)[1].numpy())
