@@ -198,3 +198,9 @@ def test_the_one_product_agrees_with_pytorch(rng, relu):
     if not relu:  # the winners, as PyTorch's max_pool2d gives them
         h = TF.conv2d(*(torch.tensor(a) for a in (x, conv.params["weight"], conv.params["bias"])), padding=1)
         np.testing.assert_array_equal(model[-1].indices, TF.max_pool2d(h, 2, return_indices=True)[1].numpy())
+
+
+def test_a_kernel_that_does_not_fit_is_explained(rng):
+    conv, pool = _windows(3, 0, "xcorr", None, 2)
+    with pytest.raises(ValueError, match=r"w must be \(O, 2, 3, 3\) .* got \(4, 1, 3, 3\)"):
+        F.conv2d_maxpool2d_forward(rng.standard_normal((1, 2, 8, 8)), np.ones((4, 1, 3, 3)), None, conv, pool)

@@ -154,7 +154,8 @@ def conv2d_maxpool2d_forward(x, w, b, conv: Window, pool: Window, floor=None, wo
     check_shape(w, 4, "(O, C, kH, kW)", "w", where)
     if w.shape[2:] != conv.kernel or x.shape[1] != w.shape[1]:
         raise ValueError(
-            f"{where}: w must be (O, {x.shape[1]}, *{conv.kernel}) for x of shape {x.shape}, got {w.shape}"
+            f"{where}: w must be (O, {x.shape[1]}, {conv.kernel[0]}, {conv.kernel[1]}) for x of shape {x.shape} "
+            f"and the window's kernel, got {w.shape}"
         )
     if b is not None:
         b = as_float_array(b, "b", where)
