@@ -50,7 +50,7 @@ import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
 from .._checks import as_float_array, check_same_shape, check_shape
-from ..shapes import Window
+from ..shapes import Window, _output_size
 from ._layout import batch_innermost, to_nchw
 from ._scratch import scratch, stamp, untouched, zeroed
 from ._ufuncs import at_least
@@ -91,18 +91,11 @@ def fusable(conv: Window, pool: Window, size: tuple[int, int], groups: int = 1, 
     convolution's output (stride = window, no dilation, no padding, no window past the output)."""
     if conv.stride != (1, 1) or conv.dilation != (1, 1) or groups != 1 or padding_mode != "zeros":
         return False
-    out = _output_size(conv, size)
+    out = _output_size(conv, *size)
     if out is None:
         return False
-    pooled = _output_size(pool, out)
+    pooled = _output_size(pool, *out)
     return pooled is not None and min(pooled) > 0 and windows_tile(pool, out, pooled)
-
-
-def _output_size(window: Window, size: tuple[int, int]) -> tuple[int, int] | None:
-    try:
-        return window.output_size(*size)
-    except ValueError:
-        return None
 
 
 def phases(conv: Window, pool: Window, size: tuple[int, int]) -> Phases:
