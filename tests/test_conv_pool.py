@@ -13,6 +13,7 @@ from helpers import assert_close, off_kinks
 from handgrad import Sequential, gradcheck
 from handgrad import functional as F
 from handgrad import reference as R
+from handgrad.functional import conv_pool
 from handgrad.layers import Conv2D, MaxPool2D, ReLU
 from handgrad.shapes import Window
 
@@ -117,6 +118,50 @@ def test_values_that_are_not_finite_take_the_separate_layers(rng):
     dy[1, 2, 0, 3] = np.inf
     for got, expected in zip(F.conv2d_maxpool2d_backward(dy, cache), backward(dy)):
         np.testing.assert_array_equal(got, expected)
+
+
+@pytest.mark.filterwarnings("ignore:invalid value:RuntimeWarning")  # 0 * inf, as in the separate layers
+@pytest.mark.parametrize("geometry", GEOMETRIES[:2])
+def test_an_infinite_input_anywhere_takes_the_separate_layers(rng, geometry):
+    """Wherever an infinite input sits (read by a zero of the widened kernel, by output cells no window reads, or
+    by neither), and for an infinite bias: the separate layers' output and gradients, bit for bit."""
+    c, o, kernel, padding, mode, center, pool, size = geometry
+    conv, window = _windows(kernel, padding, mode, center, pool)
+    x, w, b = rng.standard_normal((2, c, *size)), rng.standard_normal((o, c, *conv.kernel)), rng.standard_normal(o)
+    cases = []
+    for cell in np.ndindex(*size):
+        for value in (np.inf, -np.inf):
+            x_ = x.copy()
+            x_[1, 0, cell[0], cell[1]] = value
+            cases.append((x_, b))
+    infinite_bias = b.copy()
+    infinite_bias[1] = -np.inf
+    for x_, b_ in cases + [(x, infinite_bias)]:
+        want, backward, _ = _separately(x_, w, b_, conv, window, 0.0)
+        p, cache = F.conv2d_maxpool2d_forward(x_, w, b_, conv, window, 0.0)
+        assert cache.separate is not None
+        np.testing.assert_array_equal(p, want)
+        dy = rng.standard_normal(want.shape)
+        for got, expected in zip(F.conv2d_maxpool2d_backward(dy, cache), backward(dy)):
+            np.testing.assert_array_equal(got, expected)
+
+
+@pytest.mark.filterwarnings("ignore:invalid value:RuntimeWarning")
+def test_an_infinite_gradient_without_dx_stays_in_the_one_product(rng, monkeypatch):
+    """Without dX the gradients of W and B sum the separate layers' products, an infinite dP too: the one product
+    gives their NaN and infinities in the same places."""
+    conv, window = _windows(3, 1, "xcorr", None, 2)
+    x, w, b = rng.standard_normal((2, 1, 9, 10)), rng.standard_normal((3, 1, 3, 3)), rng.standard_normal(3)
+    want, backward, _ = _separately(x, w, b, conv, window, 0.0)
+    _, cache = F.conv2d_maxpool2d_forward(x, w, b, conv, window, 0.0)
+    dy = rng.standard_normal(want.shape)
+    dy[1, 2, 0, 3], dy[0, 1, 2, 2] = np.inf, -np.inf
+    monkeypatch.setattr(conv_pool, "_separately", None)  # the separate layers may not be called
+    dx, dw, db = F.conv2d_maxpool2d_backward(dy, cache, input_grad=False)
+    _, want_dw, want_db = backward(dy)
+    assert dx is None and not np.isfinite(want_dw).all() and not np.isfinite(want_db).all()
+    np.testing.assert_allclose(dw, want_dw, rtol=1e-12, atol=1e-12, equal_nan=True)
+    np.testing.assert_allclose(db, want_db, rtol=1e-12, atol=1e-12, equal_nan=True)
 
 
 def test_backward_rebuilds_the_columns_another_call_wrote_over(rng):

@@ -34,9 +34,14 @@ f_w]``, one contiguous run of W_p*N values per (channel, phase, tap, output row)
 
 Order of the sums.  The columns' rows run over (c, u, v) in row-major order, so the taps of every phase come in
 the order of W's (c, i, j), the zeros between them adding nothing: each cell the pooling keeps has the value of
-the separate convolution's cell when every read is finite.  A zero weight times an infinite or NaN input is NaN,
-so when the pooled output is not finite (an input or weight that is not) the separate layers' result is taken
-instead (:func:`_separately`); so is the backward pass of a gradient that is not finite.
+the separate convolution's cell when every read is finite.  A zero weight times an infinite or NaN input is NaN
+where the separate convolution has none, and the output cells that no pooling window reads, which the one product
+never forms, would take the separate layers' gradient of W (0 times an infinite input) to NaN where this one's
+stays finite.  So an input, weight or bias that is not finite gets the separate layers' results
+(:func:`_separately`), and so does a pooled output with a NaN (sums that overflow to inf - inf: max-pooling lets
+a NaN win its window).  Backward, dW and dB sum the separate layers' products (dP times 0 or 1, times the same
+finite inputs), whatever dP holds; dX sums the widened kernel's zeros times G, so for dX a gradient that is not
+finite takes the separate layers too.
 
 Layout.  Images are (C, H, W, N) in memory, batch innermost (:mod:`._layout`); P comes back as an (N, O, H_p,
 W_p) view of (O, H_p, W_p, N) memory, as from :func:`.pool.maxpool2d_forward`.
@@ -44,6 +49,7 @@ W_p) view of (O, H_p, W_p, N) memory, as from :func:`.pool.maxpool2d_forward`.
 
 from __future__ import annotations
 
+import functools
 from typing import NamedTuple
 
 import numpy as np
@@ -89,6 +95,11 @@ def fusable(conv: Window, pool: Window, size: tuple[int, int], groups: int = 1, 
     """Whether a convolution with window ``conv`` on an input of ``size`` and the pooling window ``pool`` after it
     can run as one product: stride 1, no dilation, one group, zero padding, and pooling windows that tile the
     convolution's output (stride = window, no dilation, no padding, no window past the output)."""
+    return _fusable(conv, pool, tuple(size), groups, padding_mode)
+
+
+@functools.lru_cache(maxsize=64)  # windows are immutable, and layers ask at every step
+def _fusable(conv: Window, pool: Window, size: tuple[int, int], groups: int, padding_mode: str) -> bool:
     if conv.stride != (1, 1) or conv.dilation != (1, 1) or groups != 1 or padding_mode != "zeros":
         return False
     out = _output_size(conv, *size)
@@ -98,8 +109,10 @@ def fusable(conv: Window, pool: Window, size: tuple[int, int], groups: int = 1, 
     return pooled is not None and min(pooled) > 0 and windows_tile(pool, out, pooled)
 
 
+@functools.lru_cache(maxsize=64)
 def phases(conv: Window, pool: Window, size: tuple[int, int]) -> Phases:
-    """The :class:`Phases` of a fusable convolution and pooling (see :func:`fusable`) on an input of ``size``."""
+    """The :class:`Phases` of a fusable convolution and pooling (see :func:`fusable`) on an input of ``size``
+    (a tuple)."""
     out = conv.output_size(*size)
     windows = pool.kernel
     taps = tuple(-(-(k + s - 1) // s) for k, s in zip(conv.kernel, windows))  # ceil((k + s - 1) / s)
@@ -157,15 +170,16 @@ def conv2d_maxpool2d_forward(x, w, b, conv: Window, pool: Window, floor=None, wo
         raise ValueError(f"{where}: this convolution and pooling do not run as one product (see fusable)")
     if conv.mode == "conv":
         w = np.ascontiguousarray(w[:, :, ::-1, ::-1])  # as cross-correlated; conv.lead already uses K-1-c
+    if not all(_finite(a) for a in (x, w, b) if a is not None):  # 0 * inf: see the module's Order of the sums
+        return _separately(x, w, b, conv, pool, floor, workspace)
     geometry, dtype = phases(conv, pool, x.shape[2:]), np.dtype(np.result_type(x, w))
     x_c, mark = batch_innermost(x), stamp(workspace)
     columns = _columns(x_c, conv.lead, geometry, dtype, workspace, ones=b is not None)
     (s_h, s_w), (o, n) = geometry.windows, (w.shape[0], x.shape[0])
     planes = scratch(workspace, "phase outputs", (s_h * s_w, o, *geometry.out, n), dtype)
-    with np.errstate(invalid="ignore"):  # 0 * inf: the separate layers then give the result, and their warnings
-        np.matmul(_widened(w, b, geometry), columns, out=planes.reshape(s_h * s_w * o, -1))
-        pooled, route = _pooled(planes, floor)
-    if not np.isfinite(pooled.sum()):  # a NaN from 0 * inf, or an input or weight that is not finite
+    np.matmul(_widened(w, b, geometry), columns, out=planes.reshape(s_h * s_w * o, -1))
+    pooled, route = _pooled(planes, floor)
+    if np.isnan(pooled.max()):  # inf - inf from sums that overflow: a NaN wins its window, as max-pooling has it
         return _separately(x, w, b, conv, pool, floor, workspace)
     cache = ConvPoolCache(x_c, w, b, conv, pool, geometry, floor, route, columns, mark, workspace)
     return to_nchw(pooled), cache
@@ -187,7 +201,7 @@ def conv2d_maxpool2d_backward(dy, cache: ConvPoolCache, input_grad: bool = True)
     geometry, x_c, w = cache.geometry, cache.x_c, cache.w
     n, o, (s_h, s_w) = x_c.shape[3], w.shape[0], geometry.windows
     check_same_shape(dy, (n, o, *geometry.out), "dy", where)
-    if cache.separate is None and not np.isfinite(dy.sum()):  # 0 * inf: the separate layers' gradient instead
+    if cache.separate is None and input_grad and not np.isfinite(dy.sum()):  # dX would sum 0 * inf: Order of the sums
         cache = _separately(to_nchw(x_c), w, cache.b, cache.conv, cache.pool, cache.floor, None)[1]
     if cache.separate is not None:
         conv_cache, pool_cache = cache.separate
@@ -198,10 +212,11 @@ def conv2d_maxpool2d_backward(dy, cache: ConvPoolCache, input_grad: bool = True)
     stamp(workspace)
     if columns is None:
         columns = _columns(x_c, cache.conv.lead, geometry, dtype, workspace, ones)
+    # G: each window's dP to the phase that won it (route < 0: nothing flows), as dP times [route == k], the
+    # comparison written as 0.0 and 1.0 straight into G (a multiplication by a bool array converts it first)
     routed = scratch(workspace, "window gradients", (s_h * s_w, o, *geometry.out, n), dtype)
-    dy_c = batch_innermost(dy)
-    for k in range(s_h * s_w):  # G: each window's dP to the phase that won it (route < 0: nothing flows)
-        np.multiply(dy_c, cache.route == k, out=routed[k])
+    np.equal(cache.route, _phase_numbers(s_h * s_w, cache.route.dtype), out=routed)
+    np.multiply(routed, batch_innermost(dy), out=routed)
     g = routed.reshape(s_h * s_w * o, -1)
     dww = _correlated(g, columns)  # (s_h*s_w*O, C*U*V [+ 1])
     dw, db = _folded(dww, w.shape, geometry, ones)
@@ -214,6 +229,20 @@ def conv2d_maxpool2d_backward(dy, cache: ConvPoolCache, input_grad: bool = True)
         np.matmul(widened.T, g, out=dcols)
         dx = to_nchw(_columns_to_input(dcols, x_c.shape, cache.conv.lead, geometry, workspace))
     return dx, dw, db
+
+
+def _finite(a: np.ndarray) -> bool:
+    """Whether every value of ``a`` is finite: its maximum catches NaN and +inf, its minimum -inf (two passes
+    that allocate nothing, where ``np.isfinite(a).all()`` writes a mask)."""
+    return bool(np.isfinite(a.max()) and np.isfinite(a.min()))
+
+
+@functools.lru_cache(maxsize=16)
+def _phase_numbers(count: int, dtype) -> np.ndarray:
+    """``k`` along the first of five axes, for comparing routes (O, H_p, W_p, N) with every phase at once."""
+    numbers = np.arange(count, dtype=dtype).reshape(count, 1, 1, 1, 1)
+    numbers.flags.writeable = False  # shared by every call
+    return numbers
 
 
 def _separately(x, w, b, conv: Window, pool: Window, floor, workspace):
@@ -268,9 +297,11 @@ def _folded(dww: np.ndarray, shape: tuple, geometry: Phases, ones: bool):
     return dw, db
 
 
-def _phase_reads(lead: tuple[int, int], geometry: Phases, size: tuple[int, int]):
+@functools.lru_cache(maxsize=64)  # the same few geometries at every step
+def _phase_reads(lead: tuple[int, int], geometry: Phases, size: tuple[int, int]) -> tuple:
     """For each phase (f_h, f_w): the cells of its image that hold input cells, and those input cells, as slices:
     ``Xf[f_h, f_w, y, x] = X[s_h*y + f_h - lead_h, s_w*x + f_w - lead_w]`` (phase cells outside X hold zeros)."""
+    reads = []
     for f_h in range(geometry.windows[0]):
         for f_w in range(geometry.windows[1]):
             image, source = [], []
@@ -281,7 +312,8 @@ def _phase_reads(lead: tuple[int, int], geometry: Phases, size: tuple[int, int])
                 image.append(slice(first, first + count))
                 source.append(slice(start, start + s * (count - 1) + 1, s))
             if image[0].stop > image[0].start and image[1].stop > image[1].start:
-                yield f_h, f_w, image, source
+                reads.append((f_h, f_w, tuple(image), tuple(source)))
+    return tuple(reads)
 
 
 def _columns(x_c: np.ndarray, lead, geometry: Phases, dtype, workspace, ones: bool) -> np.ndarray:
