@@ -59,13 +59,12 @@ from .._checks import as_float_array, check_same_shape, check_shape
 from ..shapes import Window, _output_size
 from ._layout import batch_innermost, to_nchw
 from ._scratch import scratch, stamp, untouched, zeroed
-from ._ufuncs import at_least
 from .conv import _correlated, conv2d_backward, conv2d_window_forward
 from .pool import (
     MaxPool2DCache,
     _above_floor,
     _cell_dtype,
-    _mark,
+    _track_maxima,
     maxpool2d_backward,
     maxpool2d_window_forward,
     windows_tile,
@@ -355,9 +354,7 @@ def _columns_to_input(dcols: np.ndarray, x_shape: tuple, lead, geometry: Phases,
 def _pooled(planes: np.ndarray, floor):
     """The maximum over the phases (s_h*s_w, O, H_p, W_p, N), from the floor if there is one, and the phase that
     won it (ties to the first, as max-pooling's; :func:`.pool._above_floor` marks windows that pass nothing on)."""
-    best = np.copy(planes[0]) if floor is None else at_least(planes[0], floor)
+    best = np.empty(planes.shape[1:], dtype=planes.dtype)
     cell = np.zeros(best.shape, dtype=_cell_dtype((len(planes), 1)))
-    for k in range(1, len(planes)):
-        _mark(cell, planes[k] > best, k)
-        np.maximum(best, planes[k], out=best)
+    _track_maxima(planes, best, cell, floor)
     return best, cell if floor is None else _above_floor(cell, best, floor, len(planes))

@@ -178,6 +178,19 @@ def _cell_dtype(kernel: tuple[int, int]):
     return np.int8 if kernel[0] * kernel[1] <= 127 else np.int32
 
 
+def _track_maxima(cells: np.ndarray, best: np.ndarray, won: np.ndarray, floor=None) -> None:
+    """``best = max_k cells[k]`` (from ``max(cells[0], floor)`` with a floor) and ``won`` the first k to reach it,
+    written into ``best`` and into ``won``, which holds zeros: one whole-array step per k, a later cell winning
+    only where it is greater than the running maximum (ties to the first)."""
+    if floor is None:
+        np.copyto(best, cells[0])
+    else:
+        at_least(cells[0], floor, out=best)
+    for k in range(1, len(cells)):
+        _mark(won, cells[k] > best, k)
+        np.maximum(best, cells[k], out=best)
+
+
 def _mark(cell: np.ndarray, wins: np.ndarray, k: int) -> None:
     """``cell = k`` where ``wins``, in place.  Cells are visited in increasing k, so this is a maximum
     (branch-free, unlike a masked copy, which is slow on the random masks of max-pooling)."""
@@ -239,14 +252,7 @@ def _tiled_forward(x_c: np.ndarray, kernel: tuple[int, int], out: tuple[int, int
         cells = scratch(workspace, "window cells", phases[:, :, part].shape, x_c.dtype)  # (kH, kW, chunk, ...)
         np.copyto(cells, phases[:, :, part])
         cells = cells.reshape(-1, *cells.shape[2:])  # cell k = a*kW + b first
-        best, won = y[part], cell[part]
-        if floor is None:
-            np.copyto(best, cells[0])
-        else:
-            at_least(cells[0], floor, out=best)
-        for k in range(1, len(cells)):
-            _mark(won, cells[k] > best, k)
-            np.maximum(best, cells[k], out=best)
+        _track_maxima(cells, y[part], cell[part], floor)
     if np.isnan(y).any():  # rare: a NaN wins its window (the last NaN, as in PyTorch)
         for k in range(kernel[0] * kernel[1]):
             np.copyto(cell, k, where=np.isnan(phases[k // kernel[1], k % kernel[1]]))
