@@ -114,10 +114,11 @@ def test_values_that_are_not_finite_take_the_separate_layers(rng):
             np.testing.assert_array_equal(got, expected)
     want, backward, _ = _separately(x, w, b, conv, window, 0.0)
     p, cache = F.conv2d_maxpool2d_forward(x, w, b, conv, window, 0.0)
-    dy = rng.standard_normal(want.shape)
-    dy[1, 2, 0, 3] = np.inf
-    for got, expected in zip(F.conv2d_maxpool2d_backward(dy, cache), backward(dy)):
-        np.testing.assert_array_equal(got, expected)
+    for value in (np.inf, -np.inf, np.nan):
+        dy = rng.standard_normal(want.shape)
+        dy[1, 2, 0, 3] = value
+        for got, expected in zip(F.conv2d_maxpool2d_backward(dy, cache), backward(dy)):
+            np.testing.assert_array_equal(got, expected)
 
 
 @pytest.mark.filterwarnings("ignore:invalid value:RuntimeWarning")  # 0 * inf, as in the separate layers

@@ -200,7 +200,7 @@ def conv2d_maxpool2d_backward(dy, cache: ConvPoolCache, input_grad: bool = True)
     geometry, x_c, w = cache.geometry, cache.x_c, cache.w
     n, o, (s_h, s_w) = x_c.shape[3], w.shape[0], geometry.windows
     check_same_shape(dy, (n, o, *geometry.out), "dy", where)
-    if cache.separate is None and input_grad and not np.isfinite(dy.sum()):  # dX would sum 0 * inf: Order of the sums
+    if cache.separate is None and input_grad and not _finite(dy):  # dX would sum 0 * inf: Order of the sums
         cache = _separately(to_nchw(x_c), w, cache.b, cache.conv, cache.pool, cache.floor, None)[1]
     if cache.separate is not None:
         conv_cache, pool_cache = cache.separate
