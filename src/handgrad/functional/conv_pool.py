@@ -258,11 +258,11 @@ def _separately(x, w, b, conv: Window, pool: Window, floor, workspace):
         pool,
         geometry,
         floor,
-        None,
-        None,
-        None,
-        None,
-        (conv_cache, pool_cache),
+        route=None,
+        columns=None,
+        mark=None,
+        workspace=None,
+        separate=(conv_cache, pool_cache),
     )
     return pooled, cache
 
