@@ -177,7 +177,7 @@ def conv2d_maxpool2d_forward(x, w, b, conv: Window, pool: Window, floor=None, wo
     (s_h, s_w), (o, n) = geometry.windows, (w.shape[0], x.shape[0])
     planes = scratch(workspace, "phase outputs", (s_h * s_w, o, *geometry.out, n), dtype)
     np.matmul(_widened(w, b, geometry), columns, out=planes.reshape(s_h * s_w * o, -1))
-    pooled, route = _pooled(planes, floor)
+    pooled, route = _phase_maxima(planes, floor)
     if np.isnan(pooled.max()):  # inf - inf from sums that overflow: a NaN wins its window, as max-pooling has it
         return _separately(x, w, b, conv, pool, floor, workspace)
     cache = ConvPoolCache(x_c, w, b, conv, pool, geometry, floor, route, columns, mark, workspace)
@@ -351,7 +351,7 @@ def _columns_to_input(dcols: np.ndarray, x_shape: tuple, lead, geometry: Phases,
     return dx_c
 
 
-def _pooled(planes: np.ndarray, floor):
+def _phase_maxima(planes: np.ndarray, floor):
     """The maximum over the phases (s_h*s_w, O, H_p, W_p, N), from the floor if there is one, and the phase that
     won it (ties to the first, as max-pooling's; :func:`.pool._above_floor` marks windows that pass nothing on)."""
     best = np.empty(planes.shape[1:], dtype=planes.dtype)
