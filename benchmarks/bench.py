@@ -28,6 +28,7 @@ import time
 import numpy as np
 import torch
 
+import handgrad
 from handgrad import Sequential, presets
 from handgrad import torch_bridge as tb
 from handgrad.allocator import keep_freed_memory
@@ -67,8 +68,9 @@ def setup(workload: str):
     """The handgrad model and its PyTorch twin, with optimisers, a batch and labels."""
     build, batch = WORKLOADS[workload]
     rng = np.random.default_rng(0)
-    model, loss = build(rng)
-    module = tb.to_torch_module(model)
+    source, loss = build(rng)
+    model = handgrad.compile(source)  # handgrad's fast tier, as `handgrad train` runs it
+    module = tb.to_torch_module(source)
     x = rng.standard_normal((batch, 1, 28, 28)).astype(np.float32)
     y = rng.integers(0, 10, size=batch)
     optimizer = SGD(model.params, LR)

@@ -71,12 +71,13 @@ def test_the_command_line_calls_it(monkeypatch):
 STEPS = """
 import resource, sys
 import numpy as np
-from handgrad import allocator, presets
+from handgrad import allocator, compile, presets
 from handgrad.optim import SGD
 if sys.argv[1] == "keep":
     assert allocator.keep_freed_memory()
 rng = np.random.default_rng(0)
-model, loss = presets.seed_cnn(rng)
+source, loss = presets.seed_cnn(rng)
+model = compile(source)
 opt = SGD(model.params, 0.01)
 x, y = rng.standard_normal((64, 1, 28, 28)).astype(np.float32), rng.integers(0, 10, 64)
 def step():

@@ -93,7 +93,9 @@ def test_a_layer_checks_its_input_at_every_call():
 def test_a_kernel_of_another_size_than_the_layers_window_is_refused():
     layer = Conv2D(3, 4, 3)
     layer.params["weight"] = np.zeros((4, 3, 5, 5), dtype=np.float32)
-    with pytest.raises(ValueError, match=r"w must have the window's \(3, 3\) kernel, got w of shape \(4, 3, 5, 5\)"):
+    with pytest.raises(
+        ValueError, match=r"weight must have the window's \(3, 3\) kernel, got weight of shape \(4, 3, 5, 5\)"
+    ):
         layer.forward(X)
 
 

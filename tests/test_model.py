@@ -28,69 +28,37 @@ def _seed_cnn(rng, dtype=np.float64):
 
 
 def test_forward_and_backward_chain_the_layers(rng):
-    """Sequential gives what the layers give one after the other.  The first convolution (one input channel)
-    takes in the ReLU and max-pooling after it, as one product (tests/test_conv_pool.py): the same output and
-    winners, and the same gradients up to the order of their sums; the second pooling takes in its ReLU (see
-    the next test)."""
+    """Sequential gives what the layers give one after the other, and back in reverse order."""
     model = _seed_cnn(rng)
     x = rng.standard_normal((3, 1, 28, 28))
     h = x
     for layer in model:
         h = layer.forward(h)
-    indices = model[2].indices.copy()
     dy = rng.standard_normal(h.shape)
     g = dy
     for layer in reversed(model.layers):
         g = layer.backward(g)
     grads = {name: grad.copy() for name, grad in model.grads.items()}
-    model[1]._cache = model[2]._cache = None
     np.testing.assert_array_equal(model.forward(x), h)
-    assert model[1]._cache is None  # the first ReLU did not run
-    np.testing.assert_array_equal(model[2].indices, indices)
-    np.testing.assert_allclose(model.backward(dy), g, rtol=1e-12, atol=0)
-    for name, grad in model.grads.items():
-        np.testing.assert_allclose(grad, grads[name], rtol=1e-12, atol=0)
-    assert g.shape == x.shape
-
-
-def _one_by_one(model, x, dy):
-    """Output, input gradient, parameter gradients and max-pooling indices of the layers run one by one."""
-    h = x
-    for layer in model:
-        h = layer.forward(h)
-    g = dy
-    for layer in reversed(model.layers):
-        g = layer.backward(g)
-    indices = [layer.indices.copy() for layer in model if isinstance(layer, MaxPool2D)]
-    return h, g, {name: grad.copy() for name, grad in model.grads.items()}, indices
-
-
-@pytest.mark.parametrize("training", [True, False])
-def test_relu_before_max_pooling_is_taken_in_by_it_with_the_same_results(rng, training):
-    """Sequential lets a tiling max-pooling take in the ReLU before it (the ReLU layer does not run).  Output,
-    gradients and indices stay those of the layers one by one, exactly: on integer inputs full of ties, zeros
-    and windows with nothing positive (after ReLU all their cells are 0 and the first one wins; no gradient
-    flows), and with a NaN.  The second pooling (ceil_mode, a window past the input) does not tile, so its ReLU
-    runs as a layer."""
-    kw = {"dtype": np.float64, "rng": rng}
-    layers = [ReLU(), MaxPool2D(2), Conv2D(2, 3, 3, padding=1, **kw), ReLU(), MaxPool2D(2, ceil_mode=True)]
-    model = Sequential(layers + [Flatten(), Linear(27, 4, **kw)]).train(training)
-    x = rng.integers(-3, 3, size=(2, 2, 10, 10)).astype(np.float64)
-    x[1, 0, 4, 5] = np.nan
-    dy = rng.standard_normal((2, 4))
-    assert (x.reshape(2, 2, 5, 2, 5, 2).max(axis=(3, 5)) <= 0).sum() >= 5  # windows with nothing positive
-    y, dx, grads, indices = _one_by_one(model, x, dy)
-
-    model[0]._cache = model[3]._cache = None
-    np.testing.assert_array_equal(model.forward(x), y)
-    assert model[0]._cache is None  # the first ReLU did not run
-    assert model[3]._cache.shape == (2, 3, 5, 5)  # the second ran before its pooling
-    np.testing.assert_array_equal(model.backward(dy), dx)
+    np.testing.assert_array_equal(model.backward(dy), g)
     for name, grad in model.grads.items():
         np.testing.assert_array_equal(grad, grads[name])
-    np.testing.assert_array_equal(model[1].indices, indices[0])
-    np.testing.assert_array_equal(model[4].indices, indices[1])
-    np.testing.assert_array_equal(model.predict(x), y)
+    assert g.shape == x.shape
+    assert model.backward(dy, input_grad=False) is None
+
+
+def test_sequential_imports_no_layer():
+    """The container knows its layers only through their interface: model.py imports NumPy and the declarations,
+    nothing of handgrad.layers (and so no import circle through Residual)."""
+    import ast
+    import inspect
+
+    from handgrad import model as model_module
+
+    tree = ast.parse(inspect.getsource(model_module))
+    imported = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
+    imported |= {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
+    assert imported == {"__future__", "numpy", "declarations"}
 
 
 def test_params_and_grads_are_the_layers_own_arrays(rng):
@@ -165,19 +133,12 @@ def test_predict_keeps_nothing_and_matches_forward(rng):
     model = _seed_cnn(rng)
     x = rng.standard_normal((3, 1, 28, 28))
     y = model.forward(x)
-    caches = [layer._cache for layer in model]
+    before = [layer._cache for layer in model]
     np.testing.assert_array_equal(model.predict(2 * x), model.forward(2 * x))
     model.forward(x)
     before = [layer._cache for layer in model]
-    lenders = [layer for layer in model if hasattr(layer, "workspace")]  # convolutions and max-poolings
-    assert {type(layer) for layer in lenders} == {Conv2D, MaxPool2D}
-    scratch = [dict(layer.workspace) for layer in lenders]
-    model.predict(x)
-    model.predict(x[:2])  # a batch of another size would have added scratch of its own
+    model.predict(x[:2])
     assert all(a is b for a, b in zip(before, [layer._cache for layer in model]))  # predict kept nothing
-    after = [layer.workspace for layer in lenders]
-    assert all(a.keys() == b.keys() and all(a[k] is b[k] for k in a) for a, b in zip(scratch, after))  # nor scratch
-    assert len(caches) == len(model)
     np.testing.assert_array_equal(model.predict(x), y)
 
 
@@ -249,36 +210,3 @@ def test_predict_never_writes_the_callers_input():
         y = Sequential(layers).predict(x)
         np.testing.assert_array_equal(x, before)
         np.testing.assert_array_equal(y.reshape(x.shape), np.maximum(before, 0))
-
-
-def test_in_place_relu_overwrites_only_temporaries(rng, monkeypatch):
-    """Sequential runs ReLU over arrays nobody else holds (here every one, the size floor lowered): the same
-    outputs and gradients as without, the caller's x and dy untouched, and never over an array a layer keeps
-    (the output of a batch normalisation without affine parameters, which is its cached X_hat, passed on as it
-    is by an evaluation-mode Dropout; a residual block's input)."""
-    from handgrad import model as model_module
-    from handgrad.layers import BatchNorm2D, Dropout, Residual
-
-    kw = {"dtype": np.float64, "rng": rng}
-    layers = [ReLU(), Conv2D(2, 3, 3, padding=1, **kw), BatchNorm2D(3, affine=False, dtype=np.float64)]
-    layers += [Dropout(0.5).eval(), ReLU()]
-    layers += [Conv2D(3, 3, 3, padding=1, **kw), ReLU()]
-    layers += [Residual([ReLU(), Conv2D(3, 3, 3, padding=1, **kw), ReLU()]), ReLU(), MaxPool2D(2), Flatten()]
-    layers += [Linear(12, 4, **kw), ReLU()]
-    model = Sequential(layers)
-    x = rng.standard_normal((2, 2, 4, 4))
-    dy = rng.standard_normal((2, 4))
-    given = x.copy(), dy.copy()
-
-    with monkeypatch.context() as m:  # the reference: nothing in place
-        m.setattr(model_module, "IN_PLACE_BYTES", np.inf)
-        m.delattr(ReLU, "backward_in_place")
-        y, dx, grads = model.forward(x), model.backward(dy), {k: v.copy() for k, v in model.grads.items()}
-
-    monkeypatch.setattr(model_module, "IN_PLACE_BYTES", 0)
-    np.testing.assert_array_equal(model.forward(x), y)
-    np.testing.assert_array_equal(model.backward(dy), dx)
-    for name, grad in grads.items():
-        np.testing.assert_array_equal(model.grads[name], grad)
-    np.testing.assert_array_equal(x, given[0])
-    np.testing.assert_array_equal(dy, given[1])

@@ -6,9 +6,8 @@ blocks above another threshold from fresh mappings, unmapped when freed.  Both t
 a mapped block is freed they are raised to its size (and twice its size), up to 32 and 64 MiB.  A training
 step allocates and frees the same few megabytes every time; unless a large enough block happened to be
 freed early, the heap shrinks and grows again, and each page that comes back costs a page fault and a
-page of zeros.  The seed CNN at batch 64 met about 97 page faults a step on its own, 0.1 with the
-thresholds raised, and took 8 to 11% less time (the means of two sets of eight pairs of processes);
-``handgrad train`` ran 10 to 23% more images a second (four pairs of runs).
+page of zeros.  The seed CNN at batch 64 met about 97 page faults a step on its own and almost none with the
+thresholds raised, and the steps take less time (benchmarks/README.md has the figures).
 
 :func:`keep_freed_memory` sets the thresholds where glibc's own adaptation tops out, so that freed memory
 stays with the process for the next step.  It is a setting of the whole process, so importing handgrad

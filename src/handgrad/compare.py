@@ -18,6 +18,7 @@ import numpy as np
 from . import presets
 from .data import Normalizer, batch_indices
 from .data import load as load_dataset
+from .fast import compile as compile_model
 from .layers import Dropout
 from .model import named_leaves
 from .optim import make_optimizer
@@ -106,6 +107,7 @@ def compare(config: CompareConfig, dataset=None, data_dir=None, log=print) -> Co
             f"compare: {config.model} has dropout ({', '.join(dropout)}): PyTorch draws its own masks, so the two "
             f"cannot follow one trajectory; compare a model without dropout"
         )
+    compiled = compile_model(model)  # handgrad's fast tier, as `handgrad train` runs it
     module = tb.to_torch_module(model)  # the same network with the same initial weights
     optimizer = make_optimizer(config.optimizer, model.params, config.lr, config.momentum, config.weight_decay)
     torch_optimizer = tb.torch_optimizer(optimizer, model, module)
@@ -121,8 +123,8 @@ def compare(config: CompareConfig, dataset=None, data_dir=None, log=print) -> Co
         index = next(batches)
         x, y = normalizer(images[index], dtype), labels[index].astype(np.int64)
 
-        ours = loss.forward(model.forward(x), y)
-        model.backward(loss.backward(), input_grad=False)
+        ours = loss.forward(compiled.forward(x), y)
+        compiled.backward(loss.backward(), input_grad=False)
         torch_optimizer.zero_grad()
         theirs = torch_loss(module(torch.from_numpy(x)), torch.from_numpy(y))
         theirs.backward()

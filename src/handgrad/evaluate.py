@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .fast import compile as compile_model
 from .functional import softmax_forward
 from .losses import SoftmaxCrossEntropy
 
@@ -52,7 +53,8 @@ def evaluate_run(run_dir, data_dir=None, limit=None) -> RunEvaluation:
     model, loss, state = runs.load_model(run_dir)
     data = load_dataset(state.config.dataset, data_dir)
     images, labels = data.test_images[:limit], data.test_labels[:limit]
-    value, _, predictions = evaluate(model, loss, images, labels, state.normalizer, np.dtype(state.config.dtype))
+    dtype = np.dtype(state.config.dtype)
+    value, _, predictions = evaluate(compile_model(model), loss, images, labels, state.normalizer, dtype)
     return RunEvaluation(model, state, data.spec.title, images, labels, value, predictions)
 
 

@@ -139,6 +139,22 @@ class Window:
         flipped = tuple(k - 1 - c for k, c in zip(self.kernel, self.center))
         return Window(self.kernel, self.stride, self.padding, flipped, "xcorr", self.dilation, self.ceil_mode)
 
+    def without_padding(self) -> Window:
+        """The same window on an input that is padded already (a padding mode filled it)."""
+        return Window(self.kernel, self.stride, ((0, 0), (0, 0)), self.center, self.mode, self.dilation, self.ceil_mode)
+
+    def describe(self) -> str:
+        """The window's options as a layer's ``repr`` shows them, padding written as PyTorch takes it when both
+        sides agree."""
+        padding = tuple(p[0] for p in self.padding) if all(p[0] == p[1] for p in self.padding) else self.padding
+        text = f"kernel_size={self.kernel}, stride={self.stride}, padding={padding}, mode={self.mode!r}"
+        text += f", center={self.center}"
+        if self.dilation != (1, 1):
+            text += f", dilation={self.dilation}"
+        if self.ceil_mode:
+            text += ", ceil_mode=True"
+        return text
+
     @functools.cached_property  # a window is immutable; layers ask for these on every call
     def extent(self) -> tuple[int, int]:
         """``D*(K - 1) + 1``: the rows (columns) one window covers."""

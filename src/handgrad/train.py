@@ -19,6 +19,7 @@ from . import presets, runs
 from .data import Normalizer, batch_indices
 from .data import load as load_dataset
 from .evaluate import evaluate
+from .fast import compile as compile_model
 from .optim import make_optimizer, make_schedule
 
 
@@ -55,6 +56,7 @@ def train(config: runs.TrainConfig, run_dir, *, resume=False, dataset=None, data
     # model, loss, optimiser, schedule: every random number from one generator
     rng = np.random.default_rng(config.seed)
     model, loss = presets.build(config.model, rng, dtype, config.init)
+    compiled = compile_model(model)  # the fast tier runs the steps; the model keeps the parameters
     optimizer = make_optimizer(config.optimizer, model.params, config.lr, config.momentum, config.weight_decay)
     schedule = make_schedule(config.schedule, config.lr, config.epochs, config.step_size, config.gamma)
 
@@ -80,7 +82,7 @@ def train(config: runs.TrainConfig, run_dir, *, resume=False, dataset=None, data
         steps = -(-len(train_x) // config.batch_size)
         try:
             train_loss, train_accuracy, train_seconds = _train_epoch(
-                model, loss, optimizer, batches, steps, f"epoch {epoch + 1}/{config.epochs}", progress
+                compiled, loss, optimizer, batches, steps, f"epoch {epoch + 1}/{config.epochs}", progress
             )
         except _NonFiniteLoss as bad:
             last = f"the last good checkpoint, after epoch {epoch}, is {run_dir / runs.CHECKPOINT}"
@@ -89,8 +91,8 @@ def train(config: runs.TrainConfig, run_dir, *, resume=False, dataset=None, data
                 + (last if epoch else "no checkpoint was written")
             ) from None
 
-        test_loss, test_accuracy, _ = evaluate(model.eval(), loss, test_x, test_y, normalizer, dtype)
-        model.train()
+        test_loss, test_accuracy, _ = evaluate(compiled.eval(), loss, test_x, test_y, normalizer, dtype)
+        compiled.train()
         row = {
             "epoch": epoch + 1,
             "lr": optimizer.lr,

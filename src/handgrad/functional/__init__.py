@@ -1,7 +1,8 @@
-"""Pure kernels: ``*_forward(x, ...) -> (y, cache)`` and ``*_backward(dy, cache) -> gradients``.
+"""The formula tier's kernels: ``*_forward(x, ...) -> (y, cache)`` and ``*_backward(dy, cache) -> gradients``.
 
-They hold every formula of handgrad; :mod:`handgrad.layers` only keeps their parameters and caches,
-and :mod:`handgrad.reference` transcribes the same formulas as plain loops.
+Each kernel is one short function whose body reads like the formula in its docstring, on plain (N, C, H, W)
+arrays.  :mod:`handgrad.layers` keeps their parameters and caches, :mod:`handgrad.reference` transcribes the same
+formulas as plain loops, and :mod:`handgrad.fast` runs the same mathematics faster for a compiled model.
 """
 
 from . import padding
@@ -14,7 +15,6 @@ from .activation import (
     flatten_forward,
     leaky_relu_backward,
     leaky_relu_forward,
-    relu,
     relu_backward,
     relu_forward,
     sigmoid_backward,
@@ -25,8 +25,7 @@ from .activation import (
     tanh_backward,
     tanh_forward,
 )
-from .conv import conv2d_backward, conv2d_forward, conv2d_window_forward
-from .conv_pool import ConvPoolCache, conv2d_maxpool2d_backward, conv2d_maxpool2d_forward, fusable
+from .conv import col2im, conv2d_backward, conv2d_forward, im2col
 from .linear import linear_backward, linear_forward
 from .losses import (
     class_targets,
@@ -38,31 +37,25 @@ from .losses import (
     softmax_cross_entropy_forward,
 )
 from .norm import batchnorm_backward, batchnorm_forward
+from .padding import pad, pad_backward
 from .pool import (
     avgpool2d_backward,
     avgpool2d_forward,
-    avgpool2d_window_forward,
     global_avgpool2d_backward,
     global_avgpool2d_forward,
     maxpool2d_backward,
     maxpool2d_forward,
-    maxpool2d_window_forward,
-    windows_tile,
 )
 
 __all__ = [
-    "ConvPoolCache",
     "avgpool2d_backward",
     "avgpool2d_forward",
-    "avgpool2d_window_forward",
     "batchnorm_backward",
     "batchnorm_forward",
     "class_targets",
+    "col2im",
     "conv2d_backward",
     "conv2d_forward",
-    "conv2d_maxpool2d_backward",
-    "conv2d_maxpool2d_forward",
-    "conv2d_window_forward",
     "cross_entropy_backward",
     "cross_entropy_forward",
     "dropout_backward",
@@ -71,20 +64,20 @@ __all__ = [
     "elu_forward",
     "flatten_backward",
     "flatten_forward",
-    "fusable",
     "global_avgpool2d_backward",
     "global_avgpool2d_forward",
+    "im2col",
     "leaky_relu_backward",
     "leaky_relu_forward",
     "linear_backward",
     "linear_forward",
     "maxpool2d_backward",
     "maxpool2d_forward",
-    "maxpool2d_window_forward",
     "mse_backward",
     "mse_forward",
+    "pad",
+    "pad_backward",
     "padding",
-    "relu",
     "relu_backward",
     "relu_forward",
     "sigmoid_backward",
@@ -96,5 +89,4 @@ __all__ = [
     "softmax_jacobian",
     "tanh_backward",
     "tanh_forward",
-    "windows_tile",
 ]

@@ -11,32 +11,19 @@ import math
 import numpy as np
 
 from .._checks import as_float_array, check_same_shape, check_shape
-from ._ufuncs import at_least
 
 
-def relu(x, out=None):
-    """``Y = max(X, 0)``, the value alone (for inference); ``out=x`` computes it in place."""
-    return at_least(as_float_array(x, "x", "relu"), 0, out=out)
+def relu_forward(x):
+    """``Y = max(X, 0)``.  Returns y and the cache: the mask ``[X > 0]``, all the derivative needs."""
+    x = as_float_array(x, "x", "relu")
+    return np.maximum(x, 0), x > 0
 
 
-def relu_forward(x, out=None):
-    """``Y = max(X, 0)``.  Returns y and the cache: the mask ``[X > 0]``, all the derivative needs
-    (a quarter of Y's size, so Y itself may be freed once the next layer is done with it).  ``out=x``
-    computes Y in place.
-
-    The mask is read off Y, since ``Y > 0`` exactly where ``X > 0`` (NaN included: neither holds); Y is
-    contiguous where X may be a strided view, and NumPy compares contiguous memory faster.
-    """
-    y = relu(as_float_array(x, "x", "relu"), out=out)
-    return y, y > 0
-
-
-def relu_backward(dy, positive, out=None):
-    """``dX = dY * [X > 0]``: the derivative at the kink X = 0 is taken to be 0 (as in PyTorch).  ``out=dy``
-    computes dX in place."""
+def relu_backward(dy, positive):
+    """``dX = dY * [X > 0]``: the derivative at the kink X = 0 is taken to be 0 (as in PyTorch)."""
     dy = as_float_array(dy, "dy", "relu_backward")
     check_same_shape(dy, positive.shape, "dy", "relu_backward")
-    return np.multiply(dy, positive, out=out)
+    return dy * positive
 
 
 def leaky_relu_forward(x, negative_slope=0.01):

@@ -7,7 +7,6 @@ from typing import NamedTuple
 import numpy as np
 
 from .._checks import as_float_array, check_same_shape, check_shape
-from ._products import matmul
 
 
 class LinearCache(NamedTuple):
@@ -33,7 +32,7 @@ def linear_forward(x, w, b=None):
     check_shape(w, 2, "(in_features, out_features)", "w", where)
     if x.shape[1] != w.shape[0]:
         raise ValueError(f"{where}: x must have {w.shape[0]} features (w is {w.shape}), got x of shape {x.shape}")
-    y = matmul(x, w)  # (N, out)
+    y = x @ w  # (N, out)
     if b is not None:
         b = as_float_array(b, "b", where)
         check_same_shape(b, (w.shape[1],), "b", where)
@@ -48,9 +47,7 @@ def linear_backward(dy, cache: LinearCache, input_grad: bool = True):
         dW = X^T dY          (in, out) = (in, N)(N, out)     summed over the batch by the product
         dB = sum_n dY[n, :]  (out,)
 
-    ``input_grad=False`` skips dX (a first layer's input needs none) and returns None for it.  dX comes in X's
-    memory order: for an X stored as X^T (feature maps flattened with the batch innermost), as the transpose
-    of ``dX^T = W dY^T``, so that the layers below receive their gradient in the order they work in.
+    ``input_grad=False`` skips dX (a first layer's input needs none) and returns None for it.
 
     Returns:
         dx, dw, db (None when the forward had no bias).
@@ -59,8 +56,5 @@ def linear_backward(dy, cache: LinearCache, input_grad: bool = True):
     dy = as_float_array(dy, "dy", where)
     check_same_shape(dy, (cache.x.shape[0], cache.w.shape[1]), "dy", where)
     db = dy.sum(axis=0) if cache.has_bias else None
-    dx = None
-    if input_grad:
-        transposed = cache.x.flags.f_contiguous and not cache.x.flags.c_contiguous
-        dx = matmul(cache.w, dy.T).T if transposed else matmul(dy, cache.w.T)
-    return dx, matmul(cache.x.T, dy), db
+    dx = dy @ cache.w.T if input_grad else None
+    return dx, cache.x.T @ dy, db

@@ -11,28 +11,20 @@ from typing import NamedTuple
 import numpy as np
 
 from .._checks import as_float_array, check_same_shape
-from ._layout import to_chwn, to_nchw
 
 
 class BatchNormCache(NamedTuple):
-    x_hat: np.ndarray  # (C, M): the normalised input, one row per channel
-    inv_std: np.ndarray  # (C, 1): 1 / sqrt(var + eps)
-    gamma: np.ndarray | None  # (C, 1); None without affine parameters
+    x_hat: np.ndarray  # the normalised input, X's shape
+    inv_std: np.ndarray  # 1 / sqrt(var + eps), broadcastable to X: (1, C) or (1, C, 1, 1)
+    gamma: np.ndarray | None  # broadcastable like inv_std; None without affine parameters
     training: bool  # the statistics came from the batch (True) or were running constants (False)
-    shape: tuple  # X's shape
 
 
-def _rows(a: np.ndarray) -> np.ndarray:
-    """(N, C) or (N, C, H, W) -> (C, M): one row per channel (free for images in (C, H, W, N) memory)."""
-    return a.T if a.ndim == 2 else to_chwn(a).reshape(a.shape[1], -1)
-
-
-def _unrows(rows: np.ndarray, shape: tuple) -> np.ndarray:
-    """The inverse of :func:`_rows`."""
-    if len(shape) == 2:
-        return rows.T
-    n, c, h, w = shape
-    return to_nchw(rows.reshape(c, h, w, n))
+def _per_channel(x: np.ndarray) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """The axes a channel's statistics run over, (0,) or (0, 2, 3), and the shape that broadcasts a (C,) vector
+    along X, (1, C) or (1, C, 1, 1)."""
+    axes = (0,) + tuple(range(2, x.ndim))
+    return axes, (1, x.shape[1]) + (1,) * (x.ndim - 2)
 
 
 def batchnorm_forward(x, gamma, beta, running_mean, running_var, training, momentum=0.1, eps=1e-5):
@@ -57,30 +49,25 @@ def batchnorm_forward(x, gamma, beta, running_mean, running_var, training, momen
     """
     where = "batchnorm"
     x = as_float_array(x, "x", where)
-    rows = _rows(x)  # (C, M)
-    m = rows.shape[1]
+    axes, channel = _per_channel(x)
+    m = x.size // x.shape[1]
     if training:
         if m < 2:
             raise ValueError(
                 f"{where}: training needs more than one value per channel to estimate a variance, got x of shape {x.shape}"
             )
-        mean = rows.mean(axis=1)
-        x_hat = rows - mean[:, None].astype(x.dtype)  # centred, normalised in place below
-        var = np.einsum("cm,cm->c", x_hat, x_hat) / m
+        mean, var = x.mean(axis=axes), x.var(axis=axes)
         new_mean = (1 - momentum) * running_mean + momentum * mean
         new_var = (1 - momentum) * running_var + momentum * var * (m / (m - 1))
         running = (new_mean.astype(running_mean.dtype), new_var.astype(running_var.dtype))
     else:
         mean, var, running = running_mean, running_var, (running_mean, running_var)
-        x_hat = rows - mean[:, None].astype(x.dtype)
-    inv_std = (1 / np.sqrt(var + eps)).astype(x.dtype)[:, None]  # (C, 1)
-    x_hat *= inv_std
+    inv_std = (1 / np.sqrt(var + eps)).astype(x.dtype).reshape(channel)
+    x_hat = (x - mean.astype(x.dtype).reshape(channel)) * inv_std
     if gamma is None:
-        return _unrows(x_hat, x.shape), BatchNormCache(x_hat, inv_std, None, training, x.shape), running
-    g = gamma[:, None]
-    y = x_hat * g
-    y += beta[:, None]
-    return _unrows(y, x.shape), BatchNormCache(x_hat, inv_std, g, training, x.shape), running
+        return x_hat, BatchNormCache(x_hat, inv_std, None, training), running
+    g = gamma.reshape(channel)
+    return g * x_hat + beta.reshape(channel), BatchNormCache(x_hat, inv_std, g, training), running
 
 
 def batchnorm_backward(dy, cache: BatchNormCache):
@@ -101,18 +88,15 @@ def batchnorm_backward(dy, cache: BatchNormCache):
     """
     where = "batchnorm_backward"
     dy = as_float_array(dy, "dy", where)
-    check_same_shape(dy, cache.shape, "dy", where)
-    rows = _rows(dy)  # (C, M)
-    m = rows.shape[1]
-    dbeta, dgamma = rows.sum(axis=1), np.einsum("cm,cm->c", rows, cache.x_hat)
-    scale = cache.inv_std if cache.gamma is None else cache.inv_std * cache.gamma  # (C, 1)
+    check_same_shape(dy, cache.x_hat.shape, "dy", where)
+    axes, channel = _per_channel(dy)
+    m = dy.size // dy.shape[1]
+    dbeta, dgamma = dy.sum(axis=axes), (dy * cache.x_hat).sum(axis=axes)
+    scale = cache.inv_std if cache.gamma is None else cache.inv_std * cache.gamma
     if cache.training:
-        dx = cache.x_hat * (-dgamma / m)[:, None]
-        dx += rows
-        dx -= (dbeta / m)[:, None]
-        dx *= scale
+        dx = scale * (dy - dbeta.reshape(channel) / m - cache.x_hat * dgamma.reshape(channel) / m)
     else:
-        dx = rows * scale
+        dx = scale * dy
     if cache.gamma is None:
-        return _unrows(dx, cache.shape), None, None
-    return _unrows(dx, cache.shape), dgamma, dbeta
+        return dx, None, None
+    return dx, dgamma, dbeta

@@ -55,16 +55,19 @@ def _matrix(size: int, before: int, after: int, mode: str, dtype) -> np.ndarray:
     return matrix
 
 
-def pad(x: np.ndarray, sides, mode: str) -> np.ndarray:
-    """``Xp = P_h X P_w^T``: x (N, C, H, W) -> (N, C, H + P0_h + P1_h, W + P0_w + P1_w)."""
+def pad(x: np.ndarray, sides, mode: str, where: str = "pad") -> np.ndarray:
+    """``Xp = P_h X P_w^T``: x (N, C, H, W) -> (N, C, H + P0_h + P1_h, W + P0_w + P1_w), for ``sides``
+    ``((top, bottom), (left, right))``; ``ValueError`` naming ``where`` past PyTorch's limits (see :func:`check`)."""
+    check(x.shape[2:], sides, mode, where)
     (top, bottom), (left, right) = sides
     p_h = _matrix(x.shape[2], top, bottom, mode, x.dtype)
     p_w = _matrix(x.shape[3], left, right, mode, x.dtype)
     return p_h @ x @ p_w.T
 
 
-def pad_adjoint(dxp: np.ndarray, sides, mode: str, size: tuple[int, int]) -> np.ndarray:
-    """``dX = P_h^T dXp P_w``: each padded cell's gradient added onto the cell it copied."""
+def pad_backward(dxp: np.ndarray, sides, mode: str, size: tuple[int, int]) -> np.ndarray:
+    """``dX = P_h^T dXp P_w``: each padded cell's gradient added onto the cell it copied, (N, C, H, W) for an
+    input of ``size`` (H, W)."""
     (top, bottom), (left, right) = sides
     p_h = _matrix(size[0], top, bottom, mode, dxp.dtype)
     p_w = _matrix(size[1], left, right, mode, dxp.dtype)

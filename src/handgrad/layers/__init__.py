@@ -2,9 +2,10 @@
 
 from .activation import ELU, Dropout, Flatten, LeakyReLU, ReLU, Sigmoid, Softmax, Tanh
 from .base import Layer, ParamLayer
-from .conv import AvgPool2D, Conv2D, GlobalAvgPool2D, MaxPool2D
+from .conv import Conv2D
 from .linear import Linear
 from .norm import BatchNorm1D, BatchNorm2D
+from .pool import AvgPool2D, GlobalAvgPool2D, MaxPool2D
 from .residual import Residual
 
 __all__ = [

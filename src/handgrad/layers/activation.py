@@ -6,43 +6,21 @@ import numpy as np
 
 from .. import functional as F
 from .._checks import as_float_array, check_same_shape
+from ..declarations import Clamp, Flattening
 from .base import Layer
-
-
-def _writable_float(x) -> bool:
-    """An array that an element-wise layer may overwrite with its output (same dtype, writable memory)."""
-    return isinstance(x, np.ndarray) and x.dtype.kind == "f" and x.flags.writeable
 
 
 class ReLU(Layer):
     """``y = max(x, 0)``; the gradient at x = 0 is 0."""
 
-    def _forward(self, x, out=None):
-        return F.relu_forward(x, out=out)
+    def declaration(self):
+        return Clamp(0.0)
 
-    def predict(self, x):
-        return F.relu(x)
+    def _forward(self, x):
+        return F.relu_forward(x)
 
-    def forward_in_place(self, x):
-        """``forward`` written over ``x``, for an input nobody else holds (Sequential's temporaries)."""
-        if not _writable_float(x):
-            return self.forward(x)
-        y, self._cache = self._forward(x, out=x)
-        return y
-
-    def predict_in_place(self, x):
-        """``predict`` written over ``x``, for an input nobody else holds (Sequential.predict's temporaries)."""
-        return F.relu(x, out=x) if _writable_float(x) else F.relu(x)
-
-    def backward_in_place(self, dy, input_grad=True):
-        """``backward`` written over ``dy``, for a gradient nobody else holds (Sequential's temporaries)."""
-        if not (input_grad and _writable_float(dy) and self._cache is not None):
-            return self.backward(dy, input_grad)
-        dx, self.grads = self._backward(dy, self._cache, input_grad, out=dy)
-        return dx
-
-    def _backward(self, dy, cache, input_grad, out=None):
-        return F.relu_backward(dy, cache, out=out), {}
+    def _backward(self, dy, cache, input_grad):
+        return F.relu_backward(dy, cache), {}
 
 
 class LeakyReLU(Layer):
@@ -143,6 +121,9 @@ class Softmax(Layer):
 
 class Flatten(Layer):
     """(N, C, H, W) -> (N, C*H*W)."""
+
+    def declaration(self):
+        return Flattening()
 
     def output_shape(self, input_shape):
         return (input_shape[0], int(np.prod(input_shape[1:])))

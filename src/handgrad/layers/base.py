@@ -43,9 +43,14 @@ class Layer:
         return self
 
     def eval(self):
-        """Evaluation mode: layers that behave differently when training switch (max-pooling skips
-        tracking its winners until a backward pass asks).  Backward still works."""
+        """Evaluation mode: layers that behave differently when training switch (batch normalisation uses its
+        running statistics, dropout passes its input on).  Backward still works."""
         return self.train(False)
+
+    def declaration(self):
+        """What this layer computes, for :func:`handgrad.compile` (one of :mod:`handgrad.declarations`), or None: the
+        compiled model then runs the layer as it is."""
+        return
 
     def forward(self, x) -> np.ndarray:
         y, self._cache = self._forward(x)

@@ -7,6 +7,7 @@ import numpy as np
 from .. import functional as F
 from .. import init as initializers
 from .._checks import positive_int
+from ..declarations import Affine
 from .base import ParamLayer
 
 
@@ -32,6 +33,9 @@ class Linear(ParamLayer):
         self.params["weight"] = weight
         if bias:
             self.params["bias"] = b
+
+    def declaration(self):
+        return Affine()
 
     def output_shape(self, input_shape):
         if tuple(input_shape[1:]) != (self.in_features,):

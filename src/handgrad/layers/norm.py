@@ -6,6 +6,7 @@ import numpy as np
 
 from .. import functional as F
 from .._checks import as_float_array, check_shape, positive_int
+from ..declarations import BatchNormalization
 from .base import ParamLayer
 
 
@@ -35,12 +36,20 @@ class _BatchNorm(ParamLayer):
         self.buffers["running_mean"] = np.zeros(self.num_features, dtype=self.dtype)
         self.buffers["running_var"] = np.ones(self.num_features, dtype=self.dtype)
 
-    def _forward(self, x):
+    def declaration(self):
+        return BatchNormalization(self.eps, self.momentum)
+
+    def check_input(self, x) -> np.ndarray:
+        """``x`` in the parameters' dtype, checked to be (N, C) or (N, C, H, W) with this layer's channels."""
         name = type(self).__name__
         x = as_float_array(self.as_input(x), "x", name)
         check_shape(x, self.ndim, self.layout, "x", name)
         if x.shape[1] != self.num_features:
             raise ValueError(f"{name}: x must have {self.num_features} channels, got shape {x.shape}")
+        return x
+
+    def _forward(self, x):
+        x = self.check_input(x)
         y, cache, running = F.batchnorm_forward(
             x,
             self.params.get("weight"),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..declarations import Skip
 from ..model import Sequential
 
 
@@ -28,6 +29,9 @@ class Residual:
             ):
                 raise TypeError(f"Residual: {name} must be a layer with forward and backward, got {part!r}")
         self._x_shape = None
+
+    def declaration(self):
+        return Skip(self.body, self.projection)
 
     def named_children(self):
         return [("body", self.body)] + ([("projection", self.projection)] if self.projection is not None else [])

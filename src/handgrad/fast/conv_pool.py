@@ -25,8 +25,7 @@ is a maximum over planes.  Backward, with ``G[a,b,o,(p,q,n)] = dP[n,o,p,q] * [wi
 Cost.  W' has ``(kH + s_h - 1)*(kW + s_w - 1) / (kH*kW)`` times W's weights (1.44 for 5x5 kernels and 2x2
 windows): the products do that much more arithmetic, on the other hand the columns are that much smaller than
 the separate convolution's times s_h*s_w (2.8 times smaller), and the pooling compares and routes contiguous
-planes.  It pays where the products are small beside that memory work: a convolution of one input channel
-(benchmarks/rounds.md, fifteenth round).
+planes.  It pays where the products are small beside that memory work: a convolution of one input channel.
 
 Columns.  With ``u = s_h*d_u + f_h`` (and v likewise), ``Xq[s_h*(p + d_u) + f_h] = Xf[f_h][p + d_u]``: the
 columns are a stride-1 read of the s_h*s_w phase images ``Xf[c, f_h, f_w, y, x] = Xq[c, s_h*y + f_h, s_w*x +
@@ -59,19 +58,19 @@ from .._checks import as_float_array, check_same_shape, check_shape
 from ..shapes import Window, _output_size
 from ._layout import batch_innermost, to_nchw
 from ._scratch import scratch, stamp, untouched, zeroed
-from .conv import _correlated, conv2d_backward, conv2d_window_forward
+from .conv import _correlated, conv2d_backward, conv2d_forward
 from .pool import (
     MaxPool2DCache,
     _above_floor,
     _cell_dtype,
     _track_maxima,
     maxpool2d_backward,
-    maxpool2d_window_forward,
+    maxpool2d_forward,
     windows_tile,
 )
 
 
-class Phases(NamedTuple):
+class PhaseGeometry(NamedTuple):
     """The geometry of a convolution with tiling pooling windows after it, taken as one product."""
 
     windows: tuple[int, int]  # (s_h, s_w): the pooling windows, and the phases of each
@@ -109,13 +108,13 @@ def _fusable(conv: Window, pool: Window, size: tuple[int, int], groups: int, pad
 
 
 @functools.lru_cache(maxsize=64)
-def phases(conv: Window, pool: Window, size: tuple[int, int]) -> Phases:
-    """The :class:`Phases` of a fusable convolution and pooling (see :func:`fusable`) on an input of ``size``
+def phases(conv: Window, pool: Window, size: tuple[int, int]) -> PhaseGeometry:
+    """The :class:`PhaseGeometry` of a fusable convolution and pooling (see :func:`fusable`) on an input of ``size``
     (a tuple)."""
     out = conv.output_size(*size)
     windows = pool.kernel
     taps = tuple(-(-(k + s - 1) // s) for k, s in zip(conv.kernel, windows))  # ceil((k + s - 1) / s)
-    return Phases(windows, taps, pool.output_size(*out), out)
+    return PhaseGeometry(windows, taps, pool.output_size(*out), out)
 
 
 class ConvPoolCache(NamedTuple):
@@ -124,7 +123,7 @@ class ConvPoolCache(NamedTuple):
     b: np.ndarray | None
     conv: Window
     pool: Window
-    geometry: Phases
+    geometry: PhaseGeometry
     floor: float | None
     route: np.ndarray | None  # (O, H_p, W_p, N): the winning phase a*s_w + b, minus s_h*s_w where none flows
     columns: np.ndarray | None  # X2 and a row of ones for the bias, in scratch memory (see mark)
@@ -146,7 +145,7 @@ def conv2d_maxpool2d_forward(x, w, b, conv: Window, pool: Window, floor=None, wo
 
     Args:
         x: (N, C, H, W); w: (O, C, kH, kW) in the convention of ``conv.mode``; b: (O,) or None.
-        conv, pool: the windows of :func:`.conv.conv2d_window_forward` and :func:`.pool.maxpool2d_window_forward`.
+        conv, pool: the windows of :func:`.conv.conv2d_forward` and :func:`.pool.maxpool2d_forward`.
         floor: as for max-pooling: 0 pools ``relu(Y)``; None pools Y.
         workspace: a dict kept between calls from which temporaries are reused; optional.
 
@@ -173,7 +172,7 @@ def conv2d_maxpool2d_forward(x, w, b, conv: Window, pool: Window, floor=None, wo
         return _separately(x, w, b, conv, pool, floor, workspace)
     geometry, dtype = phases(conv, pool, x.shape[2:]), np.dtype(np.result_type(x, w))
     x_c, mark = batch_innermost(x), stamp(workspace)
-    columns = _columns(x_c, conv.lead, geometry, dtype, workspace, ones=b is not None)
+    columns = _phase_columns(x_c, conv.lead, geometry, dtype, workspace, ones=b is not None)
     (s_h, s_w), (o, n) = geometry.windows, (w.shape[0], x.shape[0])
     planes = scratch(workspace, "phase outputs", (s_h * s_w, o, *geometry.out, n), dtype)
     np.matmul(_widened(w, b, geometry), columns, out=planes.reshape(s_h * s_w * o, -1))
@@ -210,7 +209,7 @@ def conv2d_maxpool2d_backward(dy, cache: ConvPoolCache, input_grad: bool = True)
     columns = cache.columns if untouched(workspace, cache.mark) else None
     stamp(workspace)
     if columns is None:
-        columns = _columns(x_c, cache.conv.lead, geometry, dtype, workspace, ones)
+        columns = _phase_columns(x_c, cache.conv.lead, geometry, dtype, workspace, ones)
     # G: each window's dP to the phase that won it (route < 0: nothing flows), as dP times [route == k], the
     # comparison written as 0.0 and 1.0 straight into G (a multiplication by a bool array converts it first)
     routed = scratch(workspace, "window gradients", (s_h * s_w, o, *geometry.out, n), dtype)
@@ -226,7 +225,7 @@ def conv2d_maxpool2d_backward(dy, cache: ConvPoolCache, input_grad: bool = True)
         widened = _widened(w, None, geometry)
         dcols = scratch(workspace, "column gradients", (widened.shape[1], g.shape[1]), dtype)
         np.matmul(widened.T, g, out=dcols)
-        dx = to_nchw(_columns_to_input(dcols, x_c.shape, cache.conv.lead, geometry, workspace))
+        dx = to_nchw(_phase_columns_to_input(dcols, x_c.shape, cache.conv.lead, geometry, workspace))
     return dx, dw, db
 
 
@@ -247,8 +246,8 @@ def _phase_numbers(count: int, dtype) -> np.ndarray:
 def _separately(x, w, b, conv: Window, pool: Window, floor, workspace):
     """The result of the two layers run one after the other (w as cross-correlated), with a cache that backs
     through both."""
-    y, conv_cache = conv2d_window_forward(x, w if conv.mode == "xcorr" else w[:, :, ::-1, ::-1], b, conv)
-    pooled, pool_cache = maxpool2d_window_forward(y, pool, True, floor, workspace)
+    y, conv_cache = conv2d_forward(x, w if conv.mode == "xcorr" else w[:, :, ::-1, ::-1], b, conv)
+    pooled, pool_cache = maxpool2d_forward(y, pool, True, floor, workspace)
     geometry = phases(conv, pool, x.shape[2:])
     cache = ConvPoolCache(
         batch_innermost(x),
@@ -267,7 +266,7 @@ def _separately(x, w, b, conv: Window, pool: Window, floor, workspace):
     return pooled, cache
 
 
-def _widened(w: np.ndarray, b: np.ndarray | None, geometry: Phases) -> np.ndarray:
+def _widened(w: np.ndarray, b: np.ndarray | None, geometry: PhaseGeometry) -> np.ndarray:
     """The stacked kernels of the phases, ``W'[(a,b,o), (c,u,v)] = W[o, c, u - a, v - b]`` (zero elsewhere), and
     the bias of every phase as a last column: (s_h*s_w*O, C*U*V [+ 1])."""
     o, c, kh, kw = w.shape
@@ -282,7 +281,7 @@ def _widened(w: np.ndarray, b: np.ndarray | None, geometry: Phases) -> np.ndarra
     return wide.reshape(s_h * s_w * o, -1)
 
 
-def _folded(dww: np.ndarray, shape: tuple, geometry: Phases, ones: bool):
+def _folded(dww: np.ndarray, shape: tuple, geometry: PhaseGeometry, ones: bool):
     """dW and dB from the widened kernels' gradient: ``dW[o,c,i,j] = sum_{a,b} dW'[(a,b,o), (c,i+a,j+b)]``, and
     ``dB[o] = sum_{a,b} dW'[(a,b,o), bias]``."""
     o, c, kh, kw = shape
@@ -297,7 +296,7 @@ def _folded(dww: np.ndarray, shape: tuple, geometry: Phases, ones: bool):
 
 
 @functools.lru_cache(maxsize=64)  # the same few geometries at every step
-def _phase_reads(lead: tuple[int, int], geometry: Phases, size: tuple[int, int]) -> tuple:
+def _phase_reads(lead: tuple[int, int], geometry: PhaseGeometry, size: tuple[int, int]) -> tuple:
     """For each phase (f_h, f_w): the cells of its image that hold input cells, and those input cells, as slices:
     ``Xf[f_h, f_w, y, x] = X[s_h*y + f_h - lead_h, s_w*x + f_w - lead_w]`` (phase cells outside X hold zeros)."""
     reads = []
@@ -315,7 +314,7 @@ def _phase_reads(lead: tuple[int, int], geometry: Phases, size: tuple[int, int])
     return tuple(reads)
 
 
-def _columns(x_c: np.ndarray, lead, geometry: Phases, dtype, workspace, ones: bool) -> np.ndarray:
+def _phase_columns(x_c: np.ndarray, lead, geometry: PhaseGeometry, dtype, workspace, ones: bool) -> np.ndarray:
     """``X2[(c,u,v), (p,q,n)] = Xq[n, c, s_h*p + u, s_w*q + v]`` (and a row of ones), (C*U*V [+ 1], H_p*W_p*N):
     the phase images first, then one strided copy of their taps (see the module's Columns)."""
     c, h, w, n = x_c.shape
@@ -334,8 +333,8 @@ def _columns(x_c: np.ndarray, lead, geometry: Phases, dtype, workspace, ones: bo
     return columns
 
 
-def _columns_to_input(dcols: np.ndarray, x_shape: tuple, lead, geometry: Phases, workspace) -> np.ndarray:
-    """The adjoint of :func:`_columns`: each column's gradient added onto its phase-image cell (one add per tap
+def _phase_columns_to_input(dcols: np.ndarray, x_shape: tuple, lead, geometry: PhaseGeometry, workspace) -> np.ndarray:
+    """The adjoint of :func:`_phase_columns`: each column's gradient added onto its phase-image cell (one add per tap
     (d_u, d_v), all channels and phases at once), then each phase cell's sum handed to its input cell: dX,
     (C, H, W, N)."""
     c, h, w, n = x_shape

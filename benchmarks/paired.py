@@ -1,0 +1,118 @@
+"""This checkout's handgrad against another commit's, in one process: images per second on bench.py's workloads.
+
+The other commit's package is extracted with ``git archive`` and imported under another name, the same weights
+are copied into both models, and the two are timed in alternating blocks (bench.py's ``time_pair``), so that
+machine noise falls on both.  This checkout runs its compiled model (``handgrad.compile``); the baseline runs
+its model as that commit's ``handgrad train`` did.
+
+Run:  python benchmarks/paired.py --baseline 73eb00d [--rounds 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import io
+import subprocess
+import sys
+import tarfile
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+import handgrad
+from handgrad.optim import SGD
+
+sys.path.insert(0, str(Path(__file__).parent))
+from bench import LR, WORKLOADS, time_pair
+
+BASELINE = "handgrad_baseline"
+
+
+def load_baseline(commit: str, into: Path):
+    """The package ``src/handgrad`` of ``commit``, imported as ``handgrad_baseline``."""
+    root = Path(__file__).resolve().parents[1]
+    archive = subprocess.run(["git", "archive", commit, "src/handgrad"], cwd=root, capture_output=True, check=True)
+    with tarfile.open(fileobj=io.BytesIO(archive.stdout)) as tar:
+        tar.extractall(into, filter="data")
+    (into / "src" / "handgrad").rename(into / BASELINE)
+    sys.path.insert(0, str(into))
+    return importlib.import_module(BASELINE)
+
+
+def steps(workload: str, baseline):
+    """Training and inference steps of both versions on the same weights and batch."""
+    build, batch = WORKLOADS[workload]
+    rng = np.random.default_rng(0)
+    model, loss = build(rng)
+    compiled = handgrad.compile(model)
+    old_presets = importlib.import_module(f"{BASELINE}.presets")
+    old_model, old_loss = (old_presets.seed_cnn if workload == "seed CNN" else _old_wide(baseline))(rng)
+    for name, value in model.params.items():
+        np.copyto(old_model.params[name], value)
+    x = rng.standard_normal((batch, 1, 28, 28)).astype(np.float32)
+    y = rng.integers(0, 10, size=batch)
+    new_sgd = SGD(model.params, LR)
+    old_sgd = importlib.import_module(f"{BASELINE}.optim").SGD(old_model.params, LR)
+
+    def train(net, lossf, sgd):
+        def step():
+            lossf.forward(net.forward(x), y)
+            net.backward(lossf.backward(), input_grad=False)
+            sgd.step(net.grads)
+
+        return step
+
+    return batch, {
+        "training": (train(compiled, loss, new_sgd), train(old_model, old_loss, old_sgd)),
+        "inference": (lambda: compiled.predict(x), lambda: old_model.predict(x)),
+    }
+
+
+def _old_wide(baseline):
+    """bench.py's wide CNN built from the baseline's layers."""
+    layers = importlib.import_module(f"{BASELINE}.layers")
+    losses = importlib.import_module(f"{BASELINE}.losses")
+
+    def build(rng):
+        return baseline.Sequential(
+            [
+                layers.Conv2D(1, 32, 3, padding=1, rng=rng),
+                layers.ReLU(),
+                layers.MaxPool2D(2),
+                layers.Conv2D(32, 64, 3, padding=1, rng=rng),
+                layers.ReLU(),
+                layers.MaxPool2D(2),
+                layers.Flatten(),
+                layers.Linear(3136, 128, rng=rng),
+                layers.ReLU(),
+                layers.Linear(128, 10, rng=rng),
+            ]
+        ), losses.SoftmaxCrossEntropy()
+
+    return build
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--baseline", required=True, help="the commit to compare with, e.g. 73eb00d")
+    parser.add_argument("--rounds", type=int, default=3, help="runs of time_pair per case (each a median of blocks)")
+    parser.add_argument("--blocks", type=int, default=7)
+    parser.add_argument("--block-seconds", type=float, default=0.6)
+    args = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory() as tmp:
+        baseline = load_baseline(args.baseline, Path(tmp))
+        print(f"this checkout (handgrad.compile) / {args.baseline}, images per second; >1: this checkout is faster")
+        print("| workload | this checkout | baseline | ratio |")
+        print("| --- | ---: | ---: | ---: |")
+        for workload in WORKLOADS:
+            batch, cases = steps(workload, baseline)
+            for mode, (ours, theirs) in cases.items():
+                for _ in range(args.rounds):
+                    a, b = time_pair(ours, theirs, batch, args.blocks, args.block_seconds)
+                    print(f"| {workload}, batch {batch}, {mode} | {a:,.0f} | {b:,.0f} | {a / b:.3f} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,319 @@
+"""The fast tier against the formula tier: a compiled model gives the outputs, input gradients, parameter
+gradients and running statistics of its source model's own layers, on every preset and on randomly built
+models, and writes over no array anyone else holds."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+from helpers import assert_close, distinct_values, random_window_config
+from test_reference import random_conv_options
+
+import handgrad
+from handgrad import Sequential, presets
+from handgrad.fast import steps as fast_steps
+from handgrad.layers import (
+    ELU,
+    AvgPool2D,
+    BatchNorm1D,
+    BatchNorm2D,
+    Conv2D,
+    Dropout,
+    Flatten,
+    GlobalAvgPool2D,
+    Layer,
+    Linear,
+    MaxPool2D,
+    ReLU,
+    Residual,
+    Sigmoid,
+    Tanh,
+)
+
+RTOL = 1e-10
+NOISE = 1e-3  # of the largest gradient: a cancellation (a bias before batch normalisation) leaves rounding below it
+
+
+def _run(model, x, dy, predict_x):
+    """Output, input gradient, parameter gradients, buffers and a prediction, the generators put back after."""
+    state = model.state()
+    y = model.forward(x)
+    dx = model.backward(dy)
+    grads = {name: grad.copy() for name, grad in model.grads.items()}
+    buffers = {name: value.copy() for name, value in model.buffers.items()}
+    prediction = model.predict(predict_x)
+    return state, (y, dx, grads, buffers, prediction)
+
+
+def assert_same_model(source, x, rng, config=None, rtol=RTOL, training=True):
+    """The compiled model against the source's own layers: forward, backward, grads, buffers and predict."""
+    source.train(training)
+    compiled = handgrad.compile(source)
+    y = source.forward(x)
+    dy = rng.uniform(-1, 1, size=y.shape)
+    predict_x = 0.5 * x
+    state, want = _run(source, x, dy, predict_x)
+    source.load_state(state)  # buffers and dropout's generator as they were before the formula tier's pass
+    given = x.copy(), dy.copy(), predict_x.copy()
+    _, got = _run(compiled, x, dy, predict_x)
+    for kept, now in zip(given, (x, dy, predict_x)):  # the caller's arrays are never written over
+        np.testing.assert_array_equal(now, kept)
+    errors = [assert_close(got[0], want[0], rtol, "y", config), assert_close(got[1], want[1], rtol, "dx", config)]
+    assert got[2].keys() == want[2].keys()
+    # a gradient that is zero in exact arithmetic (the bias of a layer before batch normalisation) is rounding
+    # noise: compared on a scale of the model's gradients
+    floor = NOISE * max((float(np.max(np.abs(g), initial=0)) for g in want[2].values()), default=0)
+    errors += [assert_close(got[2][k], want[2][k], rtol, k, config, floor=floor) for k in want[2]]
+    errors += [assert_close(got[3][k], want[3][k], rtol, k, config) for k in want[3]]
+    errors.append(assert_close(got[4], want[4], rtol, "predict", config))
+    return errors
+
+
+@pytest.mark.parametrize("name", list(presets.PRESETS))
+@pytest.mark.parametrize("training", [True, False])
+def test_every_preset_compiled_is_its_formula_tier(rng, record, name, training):
+    model, _ = presets.build(name, rng, np.float64, None)
+    x = rng.standard_normal((3, *presets.INPUT_SHAPE))
+    record("presets", "formula tier", *assert_same_model(model, x, rng, name, training=training))
+
+
+def _random_layers(rng, channels, size, depth):
+    """Layers for an input of ``channels`` maps of ``size``, and the channels and size they leave."""
+    layers = []
+    kw = {"dtype": np.float64, "rng": rng}
+    for _ in range(depth):
+        kind = rng.choice(["conv", "conv", "relu", "pool", "avgpool", "bn", "dropout", "residual", "act"])
+        if kind == "conv":
+            g, opt = random_window_config(rng, max_kernel=3, options=True), random_conv_options(rng)
+            groups = opt["groups"] if channels % opt["groups"] == 0 else 1
+            out = groups * int(rng.integers(1, 3))
+            try:
+                layer = Conv2D(
+                    channels,
+                    out,
+                    g["kernel"],
+                    g["stride"],
+                    g["padding"],
+                    g["mode"],
+                    g["center"],
+                    **kw,
+                    dilation=g["dilation"],
+                    groups=groups,
+                    padding_mode=opt["padding_mode"],
+                )
+                new = layer.output_shape((1, channels, *size))[2:]
+                if min(new) < 1:
+                    continue
+                layer.forward(np.zeros((1, channels, *size)))  # refused padding for this size: try again
+            except ValueError:
+                continue
+            layers.append(layer)
+            channels, size = out, new
+        elif kind == "relu":
+            layers.append(ReLU())
+        elif kind == "act":
+            layers.append([Sigmoid, Tanh, ELU][int(rng.integers(3))]())
+        elif kind in ("pool", "avgpool"):
+            cls = MaxPool2D if kind == "pool" else AvgPool2D
+            tiling = rng.random() < 0.5
+            g = {"kernel": 2, "stride": None, "padding": 0, "mode": "xcorr", "center": None}
+            if not tiling:
+                g = random_window_config(rng, max_kernel=3)
+            try:
+                layer = cls(g["kernel"], g["stride"], g["padding"], g["mode"], g["center"])
+                new = layer.output_shape((1, channels, *size))[2:]
+            except ValueError:
+                continue
+            if min(new) < 1:
+                continue
+            layers.append(layer)
+            size = new
+        elif kind == "bn":
+            layer = BatchNorm2D(channels, affine=bool(rng.integers(2)), momentum=0.3, dtype=np.float64)
+            layer.buffers["running_mean"][:] = rng.standard_normal(channels)
+            layer.buffers["running_var"][:] = rng.uniform(0.5, 2, channels)
+            layers.append(layer)
+        elif kind == "dropout":
+            layers.append(Dropout(0.3, rng=np.random.default_rng(int(rng.integers(1 << 30)))))
+        elif kind == "residual":
+            body = [Conv2D(channels, channels, 3, padding=1, **kw), BatchNorm2D(channels, dtype=np.float64), ReLU()]
+            projection = None
+            if rng.random() < 0.5:
+                body.append(Conv2D(channels, channels + 1, 3, padding=1, **kw))
+                projection = Conv2D(channels, channels + 1, 1, **kw)
+                channels += 1
+            layers.append(Residual(body, projection))
+    return layers, channels, size
+
+
+@pytest.mark.parametrize("training", [True, False])
+def test_random_models_compiled_are_their_formula_tier(rng, record, training):
+    """Convolutions of every option (centres, modes, strides, dilation, groups, padding modes), ReLU before
+    tiling and other max-poolings, average pooling, batch normalisation, dropout, residual blocks with and
+    without projections, nested Sequentials, then a head."""
+    for _ in range(40):
+        c, size = int(rng.integers(1, 4)), tuple(int(s) for s in rng.integers(6, 11, size=2))
+        layers, channels, out = _random_layers(rng, c, size, int(rng.integers(2, 7)))
+        if rng.random() < 0.3:
+            layers = [Sequential(layers[: len(layers) // 2])] + layers[len(layers) // 2 :]
+        head = [Flatten(), Linear(channels * out[0] * out[1], 5, dtype=np.float64, rng=rng)]
+        if rng.random() < 0.5:
+            head += [BatchNorm1D(5, dtype=np.float64), ReLU(), Linear(5, 3, dtype=np.float64, rng=rng)]
+        if rng.random() < 0.3:
+            head = [GlobalAvgPool2D(), Linear(channels, 3, dtype=np.float64, rng=rng)]
+        model = Sequential(layers + head)
+        x = distinct_values(rng, (3, c, *size), spacing=0.01)
+        record("random models", "formula tier", *assert_same_model(model, x, rng, repr(model), training=training))
+
+
+@pytest.mark.parametrize("training", [True, False])
+def test_relu_taken_into_max_pooling_gives_exactly_the_layers_results(rng, training):
+    """On integer inputs full of ties, zeros and windows with nothing positive (after ReLU all their cells are 0
+    and the first one wins; no gradient flows), and with a NaN: the same output and gradients (the convolutions
+    sum in other orders; a winner taken elsewhere would change a gradient by a whole term).  The second pooling
+    (ceil_mode, a window past the input) does not tile."""
+    kw = {"dtype": np.float64, "rng": rng}
+    layers = [ReLU(), MaxPool2D(2), Conv2D(2, 3, 3, padding=1, **kw), ReLU(), MaxPool2D(2, ceil_mode=True)]
+    model = Sequential(layers + [Flatten(), Linear(27, 4, **kw)]).train(training)
+    x = rng.integers(-3, 3, size=(2, 2, 10, 10)).astype(np.float64)
+    x[1, 0, 4, 5] = np.nan
+    dy = rng.standard_normal((2, 4))
+    assert (x.reshape(2, 2, 5, 2, 5, 2).max(axis=(3, 5)) <= 0).sum() >= 5  # windows with nothing positive
+    y, dx = model.forward(x), model.backward(dy)
+    grads = {name: grad.copy() for name, grad in model.grads.items()}
+
+    compiled = handgrad.compile(model)
+    assert [step.kind for _, step in compiled.steps[:2]] == ["clamp taken into max-pooling", "convolution"]
+    np.testing.assert_allclose(compiled.forward(x), y, rtol=1e-12)
+    np.testing.assert_allclose(compiled.backward(dy), dx, rtol=1e-12)
+    for name, grad in model.grads.items():
+        np.testing.assert_allclose(grad, grads[name], rtol=1e-12)
+    np.testing.assert_allclose(compiled.predict(x), y, rtol=1e-12)
+
+
+def test_the_plan_names_what_it_fused(rng):
+    model, _ = presets.build("seed-cnn", rng, np.float32, None)
+    compiled = handgrad.compile(model)
+    text = repr(compiled)
+    assert "(0-2): convolution, clamp, max-pooling as one product: Conv2D(1, 8" in text
+    assert "(4-5): clamp taken into max-pooling: ReLU(), MaxPool2D(" in text
+    table = compiled.summary(presets.INPUT_SHAPE)
+    assert "0-2     convolution, clamp, max-pooling as one product  (8, 12, 12)" in table
+    assert table.splitlines()[-1].split()[-2:] == model.summary(presets.INPUT_SHAPE).splitlines()[-1].split()[-2:]
+
+
+def test_compiled_and_source_are_one_model(rng):
+    model, loss = presets.build("fashion-cnn", rng, np.float32, None)
+    compiled = handgrad.compile(model)
+    assert compiled.params.keys() == model.params.keys()
+    assert all(compiled.params[k] is model.params[k] for k in model.params)
+    loss.forward(compiled.forward(rng.standard_normal((4, 1, 28, 28)).astype(np.float32)), np.arange(4))
+    compiled.backward(loss.backward())
+    assert compiled.grads.keys() == model.params.keys()
+    assert compiled.eval() is compiled and not model[1].training
+    assert compiled.buffers.keys() == model.buffers.keys()
+
+
+class _Clamp6(ReLU):
+    """A subclass that computes something else (min(max(x, 0), 6)) without declaring it."""
+
+    def _forward(self, x):
+        y, positive = super()._forward(x)
+        return np.minimum(y, 6), positive & (y < 6)
+
+
+class _NamedReLU(ReLU):
+    """A subclass that changes nothing of how it computes."""
+
+    def __init__(self, name):
+        super().__init__()
+        self.name = name
+
+
+def test_a_subclass_that_computes_otherwise_runs_as_itself(rng):
+    model = Sequential([Conv2D(1, 2, 3, dtype=np.float64, rng=rng), _Clamp6(), MaxPool2D(2), _NamedReLU("r")])
+    compiled = handgrad.compile(model)
+    assert [step.kind for _, step in compiled.steps] == ["convolution", "as itself", "max-pooling", "clamp"]
+    x = 10 * rng.standard_normal((2, 1, 8, 8))
+    assert_same_model(model, x, rng)
+    assert (model.forward(x) == 6).any()
+
+
+@dataclass
+class _SquareCache:
+    y: np.ndarray  # the output, which the backward pass reads
+
+
+class _Square(Layer):
+    """``y = x^2`` keeping its output in a dataclass: ``dx = 2 dy y / x``, read off the kept output."""
+
+    def _forward(self, x):
+        y = x * x
+        return y, _SquareCache(y)
+
+    def _backward(self, dy, cache, input_grad):
+        return 2 * dy * np.sqrt(cache.y), {}
+
+
+def test_an_array_a_layer_keeps_is_never_written_over(rng, monkeypatch):
+    """The in-place hazard: a layer keeps its output in a cache of its own kind, and a ReLU follows.  Writing the
+    ReLU over that output would change the layer's gradient; neither tier does, whatever the size floor."""
+    monkeypatch.setattr(fast_steps, "IN_PLACE_BYTES", 0)
+    model = Sequential(
+        [Linear(4, 6, dtype=np.float64, rng=rng), ReLU(), _Square(), ReLU(), Linear(6, 2, rng=rng, dtype=np.float64)]
+    )
+    x = rng.standard_normal((5, 4))
+    dy = rng.standard_normal((5, 2))
+    y = model.forward(x)
+    kept = model[2]._cache.y.copy()
+    dx = model.backward(dy)
+    np.testing.assert_array_equal(model[2]._cache.y, kept)
+    h = np.maximum(x @ model[0].params["weight"] + model[0].params["bias"], 0)
+    expected = ((dy @ model[4].params["weight"].T) * (h * h > 0) * 2 * h * (h > 0)) @ model[0].params["weight"].T
+    np.testing.assert_allclose(dx, expected, rtol=1e-12)
+
+    compiled = handgrad.compile(model)
+    np.testing.assert_array_equal(compiled.forward(x), y)
+    np.testing.assert_array_equal(model[2]._cache.y, kept)
+    np.testing.assert_allclose(compiled.backward(dy), dx, rtol=1e-12)
+
+
+def test_in_place_steps_write_over_temporaries_only(rng, monkeypatch):
+    """With the size floor at 0 the compiled model writes ReLU over every array its plan owns: the same outputs and
+    gradients as the formula tier, the caller's x and dy untouched, and never over an array a step keeps (the
+    output of a batch normalisation without affine parameters, its X_hat, passed on by an evaluation-mode
+    Dropout) nor a residual block's input, which both its paths read."""
+    monkeypatch.setattr(fast_steps, "IN_PLACE_BYTES", 0)
+    kw = {"dtype": np.float64, "rng": rng}
+    layers = [ReLU(), Conv2D(2, 3, 3, padding=1, **kw), BatchNorm2D(3, affine=False, dtype=np.float64)]
+    layers += [Dropout(0.5).eval(), ReLU()]
+    layers += [Conv2D(3, 3, 3, padding=1, **kw), ReLU()]
+    layers += [Residual([ReLU(), Conv2D(3, 3, 3, padding=1, **kw), ReLU()]), ReLU(), MaxPool2D(2), Flatten()]
+    layers += [Linear(12, 4, **kw), ReLU()]
+    model = Sequential(layers)
+    assert_same_model(model, rng.standard_normal((2, 2, 4, 4)), rng)
+
+
+def test_predict_keeps_nothing(rng):
+    """Inference changes no step's cache or scratch: a backward pass after it is that of the last forward."""
+    model, _ = presets.build("seed-cnn", rng, np.float64, None)
+    compiled = handgrad.compile(model)
+    x = rng.standard_normal((3, 1, 28, 28))
+    y = compiled.forward(x)
+    caches = [step.cache for _, step in compiled.steps]
+    scratch = [dict(getattr(step, "workspace", {})) for _, step in compiled.steps]
+    np.testing.assert_allclose(compiled.predict(2 * x), model.predict(2 * x), rtol=1e-12)
+    compiled.predict(x[:2])  # a batch of another size would have added scratch of its own
+    assert all(a is b for a, b in zip(caches, [step.cache for _, step in compiled.steps]))
+    after = [getattr(step, "workspace", {}) for _, step in compiled.steps]
+    assert all(a.keys() == b.keys() and all(a[k] is b[k] for k in a) for a, b in zip(scratch, after))
+    np.testing.assert_array_equal(compiled.predict(x), compiled.forward(x))
+    np.testing.assert_allclose(compiled.forward(x), y, rtol=0)
+
+
+def test_backward_before_forward_is_explained(rng):
+    compiled = handgrad.compile(Sequential([Conv2D(1, 2, 3, rng=rng), ReLU()]))
+    with pytest.raises(RuntimeError, match="backward called before forward"):
+        compiled.backward(np.zeros((1, 2, 3, 3), dtype=np.float32))
