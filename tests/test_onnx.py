@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -40,6 +41,7 @@ from handgrad.layers import (
 from handgrad.onnx_export import IR_VERSION, OPSET, export, to_onnx
 
 RTOL = 1e-5  # float32, relative to the largest output
+BENCH = Path(__file__).resolve().parents[1] / "benchmarks" / "onnx_bench.py"
 
 
 def run_onnx(proto, x):
@@ -451,3 +453,18 @@ def test_export_refuses_to_overwrite_without_force_and_names_what_is_wrong(train
     assert cli.main(["export", str(trained_run), str(tmp_path / "absent" / "m.onnx")]) == 1
     assert f"the directory {tmp_path / 'absent'} does not exist" in capsys.readouterr().err
 
+
+def test_the_benchmark_runs_and_reports_every_model_and_batch():
+    result = subprocess.run(
+        [sys.executable, str(BENCH), "--blocks", "1", "--block-seconds", "0.01"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    rows = [line for line in result.stdout.splitlines() if line.startswith(tuple(f"| {m}, " for m in presets.PRESETS))]
+    assert len(rows) == 2 * len(presets.PRESETS), result.stdout
+    for row in rows:
+        ours, onnx_runtime, pytorch, *ratios = (float(cell.replace(",", "")) for cell in row.split("|")[2:7])
+        assert min(ours, onnx_runtime, pytorch) > 0, row
+        assert abs(ratios[0] - ours / onnx_runtime) < 0.01 + 0.01 * ratios[0], row
