@@ -16,28 +16,10 @@ import pytest
 from helpers import assert_close
 
 from handgrad import Sequential, cli, presets, runs
+from handgrad import layers as L
 from handgrad.data import Normalizer, load
 from handgrad.evaluate import evaluate_run
 from handgrad.functional.padding import PADDING_MODES
-from handgrad.layers import (
-    ELU,
-    AvgPool2D,
-    BatchNorm1D,
-    BatchNorm2D,
-    Conv2D,
-    Dropout,
-    Flatten,
-    GlobalAvgPool2D,
-    Layer,
-    LeakyReLU,
-    Linear,
-    MaxPool2D,
-    ReLU,
-    Residual,
-    Sigmoid,
-    Softmax,
-    Tanh,
-)
 from handgrad.onnx_export import IR_VERSION, OPSET, export, to_onnx
 
 RTOL = 1e-5  # float32, relative to the largest output
@@ -71,7 +53,7 @@ def _layers(layer):
 def _randomize_statistics(model, rng):
     """Batch normalisation with running statistics and affine parameters far from their initial values."""
     for layer in _layers(model):
-        if isinstance(layer, (BatchNorm1D, BatchNorm2D)):
+        if isinstance(layer, (L.BatchNorm1D, L.BatchNorm2D)):
             n = layer.num_features
             layer.buffers["running_mean"][...] = rng.normal(0.0, 0.5, n)
             layer.buffers["running_var"][...] = rng.uniform(0.3, 3.0, n)
@@ -92,9 +74,13 @@ def test_every_preset_computes_what_predict_computes(name, record):
 
 
 def _activation(rng):
-    return [ReLU(), LeakyReLU(float(rng.uniform(0.01, 0.3))), ELU(float(rng.uniform(0.5, 1.5))), Sigmoid(), Tanh()][
-        rng.integers(5)
-    ]
+    return [
+        L.ReLU(),
+        L.LeakyReLU(float(rng.uniform(0.01, 0.3))),
+        L.ELU(float(rng.uniform(0.5, 1.5))),
+        L.Sigmoid(),
+        L.Tanh(),
+    ][rng.integers(5)]
 
 
 def _padding(rng, stride):
@@ -123,7 +109,7 @@ def _window_options(rng):
 def _random_conv(rng, channels):
     out = int(rng.integers(1, 7))
     groups = rng.choice([g for g in (1, 2, 3) if channels % g == 0 and out % g == 0])
-    return Conv2D(
+    return L.Conv2D(
         channels,
         out,
         **_window_options(rng),
@@ -141,18 +127,18 @@ def _random_pool(rng):
     if options["padding"] == "same":
         options["padding"] = 1
     if rng.random() < 0.5:
-        return MaxPool2D(**options, dilation=int(rng.integers(1, 3)), ceil_mode=bool(rng.random() < 0.5))
-    return AvgPool2D(**options, ceil_mode=bool(rng.random() < 0.5), count_include_pad=bool(rng.random() < 0.5))
+        return L.MaxPool2D(**options, dilation=int(rng.integers(1, 3)), ceil_mode=bool(rng.random() < 0.5))
+    return L.AvgPool2D(**options, ceil_mode=bool(rng.random() < 0.5), count_include_pad=bool(rng.random() < 0.5))
 
 
 def _residual(rng, channels):
     """A block that keeps the shape, or one with a strided 1x1 projection."""
     if rng.random() < 0.5:
-        body = [Conv2D(channels, channels, 3, padding="same", center=(1, 1), mode="conv", rng=rng), _activation(rng)]
-        return Residual(body + [BatchNorm2D(channels)])
+        body = [L.Conv2D(channels, channels, 3, padding="same", center=(1, 1), mode="conv", rng=rng), _activation(rng)]
+        return L.Residual(body + [L.BatchNorm2D(channels)])
     wider, stride = channels + 2, int(rng.integers(1, 3))
-    body = [Conv2D(channels, wider, 3, stride=stride, padding=1, rng=rng), BatchNorm2D(wider), ReLU()]
-    return Residual(body, projection=Conv2D(channels, wider, 1, stride=stride, bias=False, rng=rng))
+    body = [L.Conv2D(channels, wider, 3, stride=stride, padding=1, rng=rng), L.BatchNorm2D(wider), L.ReLU()]
+    return L.Residual(body, projection=L.Conv2D(channels, wider, 1, stride=stride, bias=False, rng=rng))
 
 
 # what may come next on an image of ``channels`` channels: convolutions twice as often as the rest
@@ -161,7 +147,7 @@ PROPOSALS = [
     _random_conv,
     lambda rng, channels: _random_pool(rng),
     _residual,
-    lambda rng, channels: BatchNorm2D(channels, affine=bool(rng.random() < 0.7)),
+    lambda rng, channels: L.BatchNorm2D(channels, affine=bool(rng.random() < 0.7)),
     lambda rng, channels: _activation(rng),
 ]
 
@@ -190,17 +176,17 @@ def _random_model(rng):
         if layer is not None:
             layers.append(layer)
         if rng.random() < 0.3:
-            layers.append(Dropout(0.5))
+            layers.append(L.Dropout(0.5))
     if len(layers) > 2 and rng.random() < 0.5:  # a nested Sequential
         k = int(rng.integers(1, len(layers) - 1))
         layers = layers[:k] + [Sequential(layers[k:])]
     hidden = int(rng.integers(3, 9))
     if rng.random() < 0.3:
-        head = [GlobalAvgPool2D(), Linear(x.shape[1], hidden, rng=rng)]
+        head = [L.GlobalAvgPool2D(), L.Linear(x.shape[1], hidden, rng=rng)]
     else:
-        head = [Flatten(), Linear(int(np.prod(x.shape[1:])), hidden, rng=rng)]
-    head += [BatchNorm1D(hidden), _activation(rng), Linear(hidden, 4, bias=bool(rng.random() < 0.7), rng=rng)]
-    model = Sequential(layers + head + ([Softmax()] if rng.random() < 0.3 else []))
+        head = [L.Flatten(), L.Linear(int(np.prod(x.shape[1:])), hidden, rng=rng)]
+    head += [L.BatchNorm1D(hidden), _activation(rng), L.Linear(hidden, 4, bias=bool(rng.random() < 0.7), rng=rng)]
+    model = Sequential(layers + head + ([L.Softmax()] if rng.random() < 0.3 else []))
     _randomize_statistics(model, rng)
     return model.eval(), shape
 
@@ -213,13 +199,22 @@ def test_random_models_compute_what_predict_computes(record):
         assert_same_as_predict(model, shape, rng, record, "random model")
         kinds |= {type(layer).__name__ for layer in _layers(model)}
         for layer in _layers(model):
-            if isinstance(layer, (Conv2D, MaxPool2D, AvgPool2D)):
+            if isinstance(layer, (L.Conv2D, L.MaxPool2D, L.AvgPool2D)):
                 kinds.add(f"{layer.window.mode}, centre {'off' if any(layer.window.center) else 'at'} the origin")
-            if isinstance(layer, Conv2D):
+            if isinstance(layer, L.Conv2D):
                 kinds |= {f"padding_mode {layer.padding_mode}", f"groups {layer.groups > 1}"}
-            if isinstance(layer, (MaxPool2D, AvgPool2D)) and layer.window.ceil_mode:
+            if isinstance(layer, (L.MaxPool2D, L.AvgPool2D)) and layer.window.ceil_mode:
                 kinds.add(f"{type(layer).__name__} ceil_mode")
-    expected = {"Conv2D", "MaxPool2D", "AvgPool2D", "BatchNorm2D", "BatchNorm1D", "Residual", "Dropout", "Softmax"}
+    expected = {
+        "Conv2D",
+        "MaxPool2D",
+        "AvgPool2D",
+        "BatchNorm2D",
+        "BatchNorm1D",
+        "Residual",
+        "Dropout",
+        "Softmax",
+    }
     expected |= {f"padding_mode {m}" for m in PADDING_MODES} | {"groups True", "MaxPool2D ceil_mode"}
     expected |= {"xcorr, centre off the origin", "conv, centre off the origin", "AvgPool2D ceil_mode"}
     assert expected <= kinds, expected - kinds  # the sweep reaches every option
@@ -229,47 +224,55 @@ def test_random_models_compute_what_predict_computes(record):
 
 GEOMETRIES = [
     # (layer, one sample's shape, the nodes of the layer)
-    (lambda rng: Conv2D(2, 3, 3, padding=1, rng=rng), (2, 6, 5), ["Conv"]),
-    (lambda rng: Conv2D(2, 3, 3, padding=1, mode="conv", center=(1, 1), rng=rng), (2, 6, 5), ["Conv"]),
-    (lambda rng: Conv2D(2, 3, (2, 3), padding=((0, 2), (1, 0)), center=(1, 2), rng=rng), (2, 6, 5), ["Slice", "Conv"]),
+    (lambda rng: L.Conv2D(2, 3, 3, padding=1, rng=rng), (2, 6, 5), ["Conv"]),
+    (lambda rng: L.Conv2D(2, 3, 3, padding=1, mode="conv", center=(1, 1), rng=rng), (2, 6, 5), ["Conv"]),
+    (
+        lambda rng: L.Conv2D(2, 3, (2, 3), padding=((0, 2), (1, 0)), center=(1, 2), rng=rng),
+        (2, 6, 5),
+        ["Slice", "Conv"],
+    ),
     # a centre that reads only padding on one axis: the crop reaches beyond the input, so pad first
     (
-        lambda rng: Conv2D(1, 2, 3, padding=((2, 0), (0, 0)), center=(2, 0), rng=rng),
+        lambda rng: L.Conv2D(1, 2, 3, padding=((2, 0), (0, 0)), center=(2, 0), rng=rng),
         (1, 1, 3),
         ["Pad", "Slice", "Conv"],
     ),
     (
-        lambda rng: Conv2D(2, 4, 3, padding=((4, 1), (2, 4)), padding_mode="circular", groups=2, rng=rng),
+        lambda rng: L.Conv2D(2, 4, 3, padding=((4, 1), (2, 4)), padding_mode="circular", groups=2, rng=rng),
         (2, 4, 4),
         ["Pad", "Conv"],
     ),
     (
-        lambda rng: Conv2D(
+        lambda rng: L.Conv2D(
             2, 4, 3, padding="same", dilation=2, padding_mode="reflect", mode="conv", center=(0, 1), rng=rng
         ),
         (2, 6, 6),
         ["Pad", "Slice", "Conv"],
     ),
     (
-        lambda rng: Conv2D(3, 3, 3, stride=2, padding=(1, 2), padding_mode="replicate", groups=3, rng=rng),
+        lambda rng: L.Conv2D(3, 3, 3, stride=2, padding=(1, 2), padding_mode="replicate", groups=3, rng=rng),
         (3, 7, 6),
         ["Pad", "Conv"],
     ),
-    (lambda rng: MaxPool2D(3, stride=2, padding=1), (2, 7, 7), ["MaxPool"]),
-    (lambda rng: MaxPool2D(2, ceil_mode=True), (2, 7, 7), ["MaxPool"]),
-    (lambda rng: MaxPool2D(3, stride=2, padding=1, mode="conv", center=(1, 2), ceil_mode=True), (2, 8, 7), ["MaxPool"]),
-    # pads as large as the window, which ONNX Runtime's MaxPool does not take: a Pad with -inf first
-    (lambda rng: MaxPool2D(2, stride=1, padding=2, dilation=3), (1, 5, 5), ["Pad", "MaxPool"]),
-    (lambda rng: AvgPool2D(3, stride=2, padding=1), (2, 7, 7), ["Pad", "AveragePool"]),
-    (lambda rng: AvgPool2D(3, stride=2, padding=1, count_include_pad=False), (2, 7, 7), ["AveragePool"]),
+    (lambda rng: L.MaxPool2D(3, stride=2, padding=1), (2, 7, 7), ["MaxPool"]),
+    (lambda rng: L.MaxPool2D(2, ceil_mode=True), (2, 7, 7), ["MaxPool"]),
     (
-        lambda rng: AvgPool2D(3, stride=2, padding=1, center=(1, 1), ceil_mode=True),
+        lambda rng: L.MaxPool2D(3, stride=2, padding=1, mode="conv", center=(1, 2), ceil_mode=True),
+        (2, 8, 7),
+        ["MaxPool"],
+    ),
+    # pads as large as the window, which ONNX Runtime's MaxPool does not take: a Pad with -inf first
+    (lambda rng: L.MaxPool2D(2, stride=1, padding=2, dilation=3), (1, 5, 5), ["Pad", "MaxPool"]),
+    (lambda rng: L.AvgPool2D(3, stride=2, padding=1), (2, 7, 7), ["Pad", "AveragePool"]),
+    (lambda rng: L.AvgPool2D(3, stride=2, padding=1, count_include_pad=False), (2, 7, 7), ["AveragePool"]),
+    (
+        lambda rng: L.AvgPool2D(3, stride=2, padding=1, center=(1, 1), ceil_mode=True),
         (2, 8, 7),
         ["Pad", "Slice", "AveragePool"],
     ),
-    (lambda rng: AvgPool2D(2, ceil_mode=True, count_include_pad=False), (2, 7, 7), ["AveragePool"]),
-    (lambda rng: GlobalAvgPool2D(), (3, 4, 5), ["GlobalAveragePool", "Flatten"]),
-    (lambda rng: Dropout(0.5), (3, 4), []),
+    (lambda rng: L.AvgPool2D(2, ceil_mode=True, count_include_pad=False), (2, 7, 7), ["AveragePool"]),
+    (lambda rng: L.GlobalAvgPool2D(), (3, 4, 5), ["GlobalAveragePool", "Flatten"]),
+    (lambda rng: L.Dropout(0.5), (3, 4), []),
 ]
 
 
@@ -285,7 +288,7 @@ def test_each_window_becomes_the_nodes_the_docs_name(case, record):
 def test_a_true_convolution_exports_its_flipped_kernel_and_a_plain_one_its_own():
     rng = np.random.default_rng(0)
     for mode, flip in (("conv", True), ("xcorr", False)):
-        layer = Conv2D(2, 3, (2, 3), mode=mode, center=(1, 1), rng=rng)
+        layer = L.Conv2D(2, 3, (2, 3), mode=mode, center=(1, 1), rng=rng)
         weights = {
             t.name: onnx.numpy_helper.to_array(t) for t in to_onnx(Sequential([layer]), (2, 5, 5)).graph.initializer
         }
@@ -310,7 +313,9 @@ def test_the_export_is_predict_whatever_the_mode_and_changes_nothing():
 def test_a_float64_model_exports_in_double():
     rng = np.random.default_rng(6)
     kw = {"dtype": np.float64, "rng": rng}
-    model = Sequential([Flatten(), Linear(12, 5, **kw), BatchNorm1D(5, dtype=np.float64), ReLU(), Linear(5, 3, **kw)])
+    model = Sequential(
+        [L.Flatten(), L.Linear(12, 5, **kw), L.BatchNorm1D(5, dtype=np.float64), L.ReLU(), L.Linear(5, 3, **kw)]
+    )
     _randomize_statistics(model, rng)
     proto = to_onnx(model.eval(), (3, 4))
     assert proto.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.DOUBLE
@@ -339,39 +344,43 @@ def test_the_normalizer_makes_the_graph_take_raw_pixels_and_the_classes_go_in_th
     assert_close(run_onnx(unit, pixels), model.predict(Normalizer()(pixels)), RTOL, "unit pixels")
 
 
-class _Doubling(Layer):
+class _Doubling(L.Layer):
     def _forward(self, x):
         return 2 * x, None
 
 
-class _MyReLU(ReLU):
+class _MyReLU(L.ReLU):
     pass
 
 
 @pytest.mark.parametrize(
     "model, shape, message",
     [
-        (Sequential([Flatten(), _Doubling()]), (4,), r"to_onnx: layer 1 \(_Doubling\) has no ONNX counterpart"),
-        (Sequential([Residual([_MyReLU()])]), (4,), r"layer 0\.body\.0 \(_MyReLU\) has no ONNX counterpart"),
+        (Sequential([L.Flatten(), _Doubling()]), (4,), r"to_onnx: layer 1 \(_Doubling\) has no ONNX counterpart"),
+        (Sequential([L.Residual([_MyReLU()])]), (4,), r"layer 0\.body\.0 \(_MyReLU\) has no ONNX counterpart"),
         (_Doubling(), (4,), r"to_onnx: the model \(_Doubling\) has no ONNX counterpart"),
         (
-            Sequential([Conv2D(3, 2, 3)]),
+            Sequential([L.Conv2D(3, 2, 3)]),
             (1, 8, 8),
             r"layer 0 \(Conv2D\) does not take its input: conv2d: x must have C = 3 channels",
         ),
         (
-            Sequential([Conv2D(1, 2, 3, padding=4, padding_mode="reflect")]),
+            Sequential([L.Conv2D(1, 2, 3, padding=4, padding_mode="reflect")]),
             (1, 4, 4),
             r"layer 0 \(Conv2D\) does not take its input: .*padding_mode='reflect' needs padding < input size",
         ),
         (
-            Sequential([Sequential([Residual([Conv2D(1, 2, 3, padding=1)])])]),
+            Sequential([Sequential([L.Residual([L.Conv2D(1, 2, 3, padding=1)])])]),
             (1, 5, 5),
             r"layer 0\.0 \(Residual\): the body gives shape \(1, 2, 5, 5\) but the skip path \(1, 1, 5, 5\)",
         ),
-        (Sequential([ReLU()]), (0, 4), r"input_shape must be one sample's shape, such as \(1, 28, 28\), got \(0, 4\)"),
         (
-            Sequential([Conv2D(1, 2, 3), Conv2D(2, 2, 3, dtype=np.float64)]),
+            Sequential([L.ReLU()]),
+            (0, 4),
+            r"input_shape must be one sample's shape, such as \(1, 28, 28\), got \(0, 4\)",
+        ),
+        (
+            Sequential([L.Conv2D(1, 2, 3), L.Conv2D(2, 2, 3, dtype=np.float64)]),
             (1, 8, 8),
             r"mixes parameter dtypes \['float32', 'float64'\]",
         ),
@@ -383,7 +392,7 @@ def test_what_cannot_be_exported_is_refused_naming_it(model, shape, message):
 
 
 def test_normalizer_and_classes_must_fit_the_model():
-    model = Sequential([Conv2D(3, 2, 3), Flatten(), Linear(2 * 6 * 6, 4)])
+    model = Sequential([L.Conv2D(3, 2, 3), L.Flatten(), L.Linear(2 * 6 * 6, 4)])
     with pytest.raises(ValueError, match=r"a normalizer makes images of one channel \(1, H, W\) .*got input_shape"):
         to_onnx(model, (3, 8, 8), Normalizer())
     with pytest.raises(ValueError, match=r"3 class names for an output of shape \(4,\) per sample"):
