@@ -15,7 +15,7 @@ import onnxruntime as ort
 import pytest
 from helpers import assert_close
 
-from handgrad import Sequential, cli, presets, runs
+from handgrad import Sequential, cli, plain_window, presets, runs
 from handgrad import layers as L
 from handgrad.data import Normalizer, load
 from handgrad.evaluate import evaluate_run
@@ -389,6 +389,12 @@ class _MyReLU(L.ReLU):
 def test_what_cannot_be_exported_is_refused_naming_it(model, shape, message):
     with pytest.raises(ValueError, match=message):
         to_onnx(model, shape)
+
+
+def test_a_ceil_mode_window_needs_the_input_size_to_be_made_plain():
+    with pytest.raises(ValueError, match="reads: a window with ceil_mode needs the input size"):
+        plain_window.reads(L.MaxPool2D(2, ceil_mode=True).window)
+    assert plain_window.reads(L.MaxPool2D(2, ceil_mode=True).window, (7, 7)) == ((0, 1), (0, 1))
 
 
 def test_normalizer_and_classes_must_fit_the_model():
