@@ -1,4 +1,4 @@
-"""The ``handgrad`` command: train, evaluate, predict, and compare with PyTorch."""
+"""The ``handgrad`` command: train, evaluate, predict, export to ONNX, and compare with PyTorch."""
 
 from __future__ import annotations
 
@@ -71,6 +71,10 @@ def _parser() -> argparse.ArgumentParser:
     predict.add_argument(
         "--invert", action="store_true", help="invert grey levels (dark objects on a light background)"
     )
+    export = commands.add_parser("export", help="write a run's model as an ONNX file that takes raw pixels")
+    export.add_argument("run", type=Path)
+    export.add_argument("out", type=Path, metavar="FILE", help="the ONNX file to write, such as model.onnx")
+    export.add_argument("--force", action="store_true", help="replace FILE if it exists")
     plot = commands.add_parser("plot", help="PNG figures of a run: curves, confusion matrix, filters, feature maps")
     plot.add_argument("run", type=Path)
     plot.add_argument("--data-dir", type=Path)
@@ -278,10 +282,33 @@ def _predict(args) -> int:
     return 0
 
 
+def _export(args) -> int:
+    from .losses import SoftmaxCrossEntropy
+    from .onnx_export import IR_VERSION, OPSET, OUTPUT, PIXELS, export
+    from .presets import INPUT_SHAPE
+
+    if args.out.exists() and not args.force:
+        raise FileExistsError(f"{args.out} exists; give --force to replace it")
+    if not args.out.parent.is_dir():
+        raise FileNotFoundError(f"{args.out}: the directory {args.out.parent} does not exist")
+    model, loss, state = runs.load_model(args.run)
+    export(model, args.out, INPUT_SHAPE, state.normalizer, state.classes)
+    logits = isinstance(loss, SoftmaxCrossEntropy)
+    output = "logits (a softmax gives handgrad predict's probabilities)" if logits else "probabilities"
+    print(
+        f"{args.out}: {state.config.model} after {state.epoch} epochs ({state.config.dtype}), "
+        f"ONNX opset {OPSET}, IR version {IR_VERSION}\n"
+        f"  input '{PIXELS}': uint8 pixels (N, {', '.join(map(str, INPUT_SHAPE[1:]))}), as handgrad predict reads them\n"
+        f"  output '{OUTPUT}': {output} of {len(state.classes)} classes, named in the metadata ('classes')"
+    )
+    return 0
+
+
 COMMANDS = {
     "train": _train,
     "evaluate": _evaluate,
     "predict": _predict,
+    "export": _export,
     "plot": _plot,
     "explain": _explain,
     "compare": _compare,

@@ -33,22 +33,16 @@ except ImportError:  # pragma: no cover - exercised in a subprocess by the tests
     ) from None
 
 from . import layers as L
+from . import plain_window
 from .model import Sequential, named_leaves
 
 TORCH_DTYPES = {np.dtype(np.float32): torch.float32, np.dtype(np.float64): torch.float64}
 
 
 def _shift(window):
-    """``(left, right, top, bottom)`` padding that makes a plain PyTorch window read what handgrad's reads:
-    the window's own padding, moved by the (dilated) centre of the equivalent cross-correlation."""
-    xc = window.as_xcorr()
-    ((top, bottom), (left, right)), (ch, cw), (dh, dw) = xc.padding, xc.center, xc.dilation
-    return (left + dw * cw, right - dw * cw, top + dh * ch, bottom - dh * ch)
-
-
-def _plain(window) -> bool:
-    """A window PyTorch's own padding argument expresses: cross-correlation placement, origin centre, equal sides."""
-    return window.mode == "xcorr" and window.center == (0, 0) and all(p[0] == p[1] for p in window.padding)
+    """``(left, right, top, bottom)`` padding that makes a plain PyTorch window read what handgrad's reads."""
+    (top, bottom), (left, right) = plain_window.reads(window)
+    return (left, right, top, bottom)
 
 
 _PAD_MODULES = {"reflect": "ReflectionPad2d", "replicate": "ReplicationPad2d", "circular": "CircularPad2d"}
@@ -65,7 +59,7 @@ def _conv(layer: L.Conv2D) -> nn.Module:
         groups=layer.groups,
         bias="bias" in layer.params,
     )
-    if _plain(w) and layer.padding_mode == "zeros":
+    if plain_window.is_plain(w) and layer.padding_mode == "zeros":
         conv.padding = tuple(p[0] for p in w.padding)  # exactly nn.Conv2d(..., padding=P)
         return conv
     if layer.padding_mode == "zeros":
@@ -79,7 +73,7 @@ def _conv(layer: L.Conv2D) -> nn.Module:
 def _pool(layer: L.MaxPool2D) -> nn.Module:
     w = layer.window
     half = all(2 * p[0] <= k for p, k in zip(w.padding, w.kernel))  # PyTorch's limit on its padding
-    if _plain(w) and half:
+    if plain_window.is_plain(w) and half:
         return nn.MaxPool2d(w.kernel, w.stride, tuple(p[0] for p in w.padding), w.dilation, ceil_mode=w.ceil_mode)
     if w.ceil_mode:
         raise ValueError(
@@ -92,13 +86,13 @@ def _pool(layer: L.MaxPool2D) -> nn.Module:
 def _shifts(pad, value=0.0) -> list:
     """The pad as modules: the additions, then the crops (negative pads), which PyTorch cannot take in one
     step when a crop is larger than the input it starts from."""
-    grow, crop = tuple(max(0, p) for p in pad), tuple(min(0, p) for p in pad)
+    grow, crop = plain_window.grow_and_crop(pad)
     return [nn.ConstantPad2d(grow, value)] + ([nn.ConstantPad2d(crop, value)] if any(crop) else [])
 
 
 def _avgpool(layer: L.AvgPool2D) -> nn.Module:
     w = layer.window
-    if not (_plain(w) and all(2 * p[0] <= k for p, k in zip(w.padding, w.kernel))):
+    if not (plain_window.is_plain(w) and all(2 * p[0] <= k for p, k in zip(w.padding, w.kernel))):
         raise ValueError(
             "to_torch_module: AvgPool2D with a centre, mode or padding PyTorch's AvgPool2d cannot express has "
             "no PyTorch counterpart (the padding it counts would differ)"
@@ -176,8 +170,8 @@ def _swap_layout(layer, name, value: np.ndarray) -> np.ndarray:
     """A handgrad parameter as torch stores it, or back: each mapping is its own inverse."""
     if isinstance(layer, L.Linear) and name == "weight":
         return value.T  # (in, out) -> (out, in)
-    if isinstance(layer, L.Conv2D) and name == "weight" and layer.window.mode == "conv":
-        return value[:, :, ::-1, ::-1]  # a true convolution is a cross-correlation with the flipped kernel
+    if isinstance(layer, L.Conv2D) and name == "weight":
+        return plain_window.xcorr_weight(value, layer.window)
     return value
 
 
