@@ -1,4 +1,4 @@
-"""Inference on the CPU: images per second of handgrad's ``predict``, ONNX Runtime and PyTorch, on the preset
+"""Inference on the CPU: images per second of handgrad's compiled ``predict``, ONNX Runtime and PyTorch, on the preset
 models at batch 1 and 64.
 
 The three run in this one process on the same model with the same weights, float32, and the same batch:
@@ -25,6 +25,7 @@ import numpy as np
 import onnxruntime as ort
 import torch
 
+import handgrad
 from handgrad import presets
 from handgrad import torch_bridge as tb
 from handgrad.onnx_export import to_onnx
@@ -49,6 +50,7 @@ def engines(name: str, batch: int, threads: int) -> dict:
     model.eval()
     module = tb.to_torch_module(model).eval()
     session = onnx_session(model, threads)
+    compiled = handgrad.compile(model)
     x = np.random.default_rng(1).standard_normal((batch, *presets.INPUT_SHAPE)).astype(np.float32)
     xt = torch.from_numpy(x)
 
@@ -57,7 +59,7 @@ def engines(name: str, batch: int, threads: int) -> dict:
             return module(xt).numpy()
 
     return {
-        "handgrad": lambda: model.predict(x),
+        "handgrad": lambda: compiled.predict(x),
         "ONNX Runtime": lambda: session.run(None, {"input": x})[0],
         "PyTorch": torch_predict,
     }
