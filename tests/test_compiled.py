@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pytest
+from cases import CASES
 from helpers import assert_close, distinct_values, random_window_config
 from test_reference import random_conv_options
 
@@ -69,6 +70,14 @@ def assert_same_model(source, x, rng, config=None, rtol=RTOL, training=True):
     errors += [assert_close(got[3][k], want[3][k], rtol, k, config) for k in want[3]]
     errors.append(assert_close(got[4], want[4], rtol, "predict", config))
     return errors
+
+
+@pytest.mark.parametrize("case", CASES, ids=str)
+def test_every_layer_of_the_table_compiled_is_its_formula_tier(rng, record, case):
+    for shape in case.shapes:
+        layer = case.make(rng)
+        errors = assert_same_model(layer, case.input(rng, shape), rng, shape, training=layer.training)
+        record(case.name, "compiled", *errors)
 
 
 @pytest.mark.parametrize("name", list(presets.PRESETS))

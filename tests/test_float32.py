@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from helpers import assert_close
 
+import handgrad
 from handgrad import Sequential, presets
 from handgrad.layers import Conv2D, Flatten, Linear, MaxPool2D, ReLU, Tanh
 
@@ -58,3 +59,28 @@ def test_float32_agrees_with_float64_and_stays_float32(rng, name):
     assert_close(g, dx64, 1e-4, f"{name} dx")
     for key, grad in model32.grads.items():
         assert_close(grad, model64.grads[key], 1e-4, f"{name} {key}")
+
+
+@pytest.mark.parametrize("name", list(BUILDERS))
+def test_the_compiled_model_in_float32_agrees_with_float64(rng, name):
+    """The fast tier in float32 against the formula tier in float64: output, dX and every gradient."""
+    model64, loss = BUILDERS[name](np.random.default_rng(0), np.float64)
+    model32, _ = BUILDERS[name](np.random.default_rng(0), np.float32)
+    for key, value in model64.params.items():
+        np.copyto(model32.params[key], value)
+    compiled = handgrad.compile(model32)
+    x, labels = rng.standard_normal((16, 1, 28, 28)), rng.integers(0, 10, size=16)
+    out64 = model64.forward(x)
+    loss.forward(out64, labels)
+    dx64 = model64.backward(loss.backward())
+    grads64 = {k: v.copy() for k, v in model64.grads.items()}
+
+    out32 = compiled.forward(x.astype(np.float32))
+    loss.forward(out32, labels)
+    dx32 = compiled.backward(loss.backward())
+    assert out32.dtype == dx32.dtype == np.float32
+    assert_close(out32, out64, 1e-4, f"{name} output")
+    assert_close(dx32, dx64, 1e-4, f"{name} dx")
+    for key, grad in compiled.grads.items():
+        assert grad.dtype == np.float32
+        assert_close(grad, grads64[key], 1e-4, f"{name} {key}")

@@ -4,21 +4,19 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from helpers import distinct_values, off_kinks, random_window_config, unless_padding_only
+from cases import CASES
+from helpers import distinct_values, random_window_config, unless_padding_only
 from test_reference import random_conv_options
 
 import handgrad
 from handgrad import gradcheck, gradcheck_loss
 from handgrad.layers import (
-    ELU,
     AvgPool2D,
     BatchNorm1D,
     BatchNorm2D,
     Conv2D,
     Dropout,
     Flatten,
-    GlobalAvgPool2D,
-    LeakyReLU,
     Linear,
     MaxPool2D,
     ReLU,
@@ -125,29 +123,14 @@ def test_avgpool2d(rng, record):
         assert_passes(result, g, record, "AvgPool2D")
 
 
-def test_global_avgpool2d(rng, record):
-    assert_passes(
-        gradcheck(GlobalAvgPool2D(), rng.standard_normal((2, 3, 4, 5))), "(2, 3, 4, 5)", record, "GlobalAvgPool2D"
-    )
-
-
-@pytest.mark.parametrize("bias", [True, False])
-def test_linear(rng, record, bias):
-    for n, m, k in [(1, 3, 2), (5, 4, 3), (8, 6, 1)]:
-        result = gradcheck(Linear(m, k, bias, np.float64, rng=rng), rng.standard_normal((n, m)))
-        assert_passes(result, (n, m, k), record, "Linear")
-
-
-@pytest.mark.parametrize("layer", [ReLU(), Sigmoid(), Tanh(), Flatten()], ids=repr)
-def test_elementwise_and_flatten(rng, record, layer):
-    for shape in [(1, 1), (3, 5), (2, 3, 4, 4)]:
-        assert_passes(gradcheck(layer, 3 * off_kinks(rng, shape)), shape, record, type(layer).__name__)
-
-
-@pytest.mark.parametrize("layer", [LeakyReLU(0.1), ELU(0.7)], ids=repr)
-def test_leaky_relu_and_elu(rng, record, layer):
-    for shape in [(1, 1), (3, 5), (2, 3, 4, 4)]:
-        assert_passes(gradcheck(layer, 3 * off_kinks(rng, shape)), shape, record, type(layer).__name__)
+@pytest.mark.parametrize("case", CASES, ids=str)
+def test_layer(rng, record, case):
+    """Every row of the shared table: dX and every parameter gradient against central differences."""
+    for shape in case.shapes:
+        layer = case.make(rng)
+        result = gradcheck(layer, case.input(rng, shape), seed=int(rng.integers(1 << 30)))
+        assert {check.name for check in result.checks} == {"x", *layer.params}
+        assert_passes(result, shape, record, case.name)
 
 
 def test_dropout(rng, record):
@@ -175,11 +158,6 @@ def test_batchnorm_in_both_modes_without_disturbing_its_statistics(rng, record, 
             np.testing.assert_array_equal(value, before[key], err_msg=f"{key} changed by a gradient check")
     affine_free = cls(shape[1], affine=False, dtype=np.float64)
     assert_passes(gradcheck(affine_free, rng.standard_normal(shape)), "no affine", record, "BatchNorm")
-
-
-def test_softmax(rng, record):
-    for shape in [(1, 1), (1, 4), (6, 10)]:
-        assert_passes(gradcheck(Softmax(), 2 * rng.standard_normal(shape)), shape, record, "Softmax")
 
 
 @pytest.mark.parametrize("reduction", ["mean", "sum"])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from cases import CASES
 from helpers import assert_close, distinct_values, random_window_config, unless_padding_only
 
 from handgrad import functional as F
@@ -137,39 +138,19 @@ def test_maxpool2d_ties_go_to_the_first_input_cell():
     np.testing.assert_array_equal(cache.indices[0, 0], [[0, 2], [8, 10]])  # top-left cell of each window
 
 
-@pytest.mark.parametrize("bias", [True, False])
-@pytest.mark.parametrize("order", ["C", "F"])
-def test_linear_matches_loops(rng, record, bias, order):
-    """Inputs in either memory order (F: feature maps flattened with the batch innermost)."""
-    for n, m, k in [(1, 1, 1), (1, 5, 3), (4, 7, 2), (6, 3, 8), (5, 4, 1), (3, 1, 4)]:  # ones: inner size 1
-        x, w = np.asarray(rng.standard_normal((n, m)), order=order), rng.standard_normal((m, k))
-        b = rng.standard_normal(k) if bias else None
-        y, cache = F.linear_forward(x, w, b)
-        errors = [assert_close(y, R.linear_forward(x, w, b), RTOL, "y", (n, m, k))]
+@pytest.mark.parametrize("case", CASES, ids=str)
+def test_layer_matches_loops(rng, record, case):
+    """Every row of the shared table: output, input gradient and parameter gradients against the loops."""
+    for shape in case.shapes:
+        layer, x = case.make(rng), case.input(rng, shape)
+        y = layer.forward(x)
         dy = rng.uniform(-1, 1, size=y.shape)
-        for got, want, name in zip(F.linear_backward(dy, cache), R.linear_backward(dy, x, w, bias), ("dx", "dw", "db")):
-            if want is None:
-                assert got is None
-            else:
-                errors.append(assert_close(got, want, RTOL, name, (n, m, k)))
-        record("Linear", "reference", *errors)
-
-
-@pytest.mark.parametrize("name", ["relu", "sigmoid", "tanh", "softmax", "flatten"])
-def test_activation_matches_loops(rng, record, name):
-    forward, backward = getattr(F, f"{name}_forward"), getattr(F, f"{name}_backward")
-    ref_forward, ref_backward = getattr(R, f"{name}_forward"), getattr(R, f"{name}_backward")
-    shapes = [(1, 1), (3, 4), (2, 10)] if name == "softmax" else [(1, 1), (3, 4), (2, 3, 4, 5)]
-    for shape in shapes:
-        x = 3 * rng.standard_normal(shape)
-        y, cache = forward(x)
-        dy = rng.uniform(-1, 1, size=y.shape)
-        reference_cache = x.shape if name == "flatten" else x  # the loops start from the input
-        errors = (
-            assert_close(y, ref_forward(x), RTOL, "y", shape),
-            assert_close(backward(dy, cache), ref_backward(dy, reference_cache), RTOL, "dx", shape),
-        )
-        record(name.capitalize().replace("Relu", "ReLU"), "reference", *errors)
+        dx = layer.backward(dy)
+        want_y, want_dx, want_grads = case.reference(x, layer, dy)
+        errors = [assert_close(y, want_y, RTOL, "y", shape), assert_close(dx, want_dx, RTOL, "dx", shape)]
+        assert layer.grads.keys() == want_grads.keys()
+        errors += [assert_close(layer.grads[k], want_grads[k], RTOL, k, shape) for k in want_grads]
+        record(case.name, "reference", *errors)
 
 
 def test_softmax_jacobian_matches_loops(rng):
@@ -254,33 +235,6 @@ def test_avgpool2d_matches_loops(rng, record):
         dy = rng.uniform(-1, 1, size=y.shape)
         dx, rx = F.avgpool2d_backward(dy, cache), R.avgpool2d_backward(dy, x.shape, *hyper)
         record("AvgPool2D", "reference", assert_close(y, ry, RTOL, "y", g), assert_close(dx, rx, RTOL, "dx", g))
-
-
-def test_global_avgpool2d_matches_loops(rng, record):
-    for shape in [(1, 1, 1, 1), (2, 3, 4, 5)]:
-        x = rng.standard_normal(shape)
-        y, cache = F.global_avgpool2d_forward(x)
-        dy = rng.uniform(-1, 1, size=y.shape)
-        errors = (
-            assert_close(y, R.global_avgpool2d_forward(x), RTOL),
-            assert_close(F.global_avgpool2d_backward(dy, cache), R.global_avgpool2d_backward(dy, shape), RTOL),
-        )
-        record("GlobalAvgPool2D", "reference", *errors)
-
-
-@pytest.mark.parametrize("name, options", [("leaky_relu", 0.2), ("elu", 1.5)])
-def test_leaky_relu_and_elu_match_loops(rng, record, name, options):
-    forward, backward = getattr(F, f"{name}_forward"), getattr(F, f"{name}_backward")
-    for shape in [(1, 1), (3, 4), (2, 3, 4, 5)]:
-        x = 3 * rng.standard_normal(shape)
-        y, cache = forward(x, options)
-        dy = rng.uniform(-1, 1, size=y.shape)
-        ref_forward, ref_backward = getattr(R, f"{name}_forward"), getattr(R, f"{name}_backward")
-        errors = (
-            assert_close(y, ref_forward(x, options), RTOL),
-            assert_close(backward(dy, cache), ref_backward(dy, x, options), RTOL),
-        )
-        record({"leaky_relu": "LeakyReLU", "elu": "ELU"}[name], "reference", *errors)
 
 
 @pytest.mark.parametrize("p", [0.0, 0.3, 0.5, 1.0])

@@ -9,10 +9,10 @@ import pytest
 import torch
 import torch.nn.functional as TF
 import torch_reference as T
+from cases import CASES
 from helpers import (
     assert_close,
     distinct_values,
-    off_kinks,
     random_window_config,
     sweep_geometries,
     unless_padding_only,
@@ -21,21 +21,12 @@ from test_reference import random_conv_options
 
 from handgrad import functional as F
 from handgrad.layers import (
-    ELU,
     AvgPool2D,
     BatchNorm1D,
     BatchNorm2D,
     Conv2D,
     Dropout,
-    Flatten,
-    GlobalAvgPool2D,
-    LeakyReLU,
-    Linear,
     MaxPool2D,
-    ReLU,
-    Sigmoid,
-    Softmax,
-    Tanh,
 )
 from handgrad.losses import MSE, CrossEntropy, SoftmaxCrossEntropy
 
@@ -225,15 +216,6 @@ def test_avgpool2d(rng, record):
         record("AvgPool2D", "torch", assert_close(y, ty, RTOL, "y", config), assert_close(dx, tdx, RTOL, "dx", config))
 
 
-def test_global_avgpool2d(rng, record):
-    x = rng.standard_normal((3, 4, 5, 6))
-    layer = GlobalAvgPool2D()
-    y = layer.forward(x)
-    dy = rng.uniform(-1, 1, size=y.shape)
-    ty, (tdx,) = T.grads(lambda a: TF.adaptive_avg_pool2d(a, 1).flatten(1), dy, x)
-    record("GlobalAvgPool2D", "torch", assert_close(y, ty, RTOL), assert_close(layer.backward(dy), tdx, RTOL))
-
-
 def test_center_zero_cross_correlation_is_torch_conv2d(rng):
     """No identity in between: handgrad's default equals PyTorch's conv2d with symmetric padding."""
     x, w, b = rng.standard_normal((2, 3, 9, 8)), rng.standard_normal((4, 3, 3, 2)), rng.standard_normal(4)
@@ -256,55 +238,18 @@ def test_convolution_is_flipped_cross_correlation(rng):
         assert_close(dw, dw_flip[:, :, ::-1, ::-1], 1e-14)
 
 
-@pytest.mark.parametrize("bias", [True, False])
-def test_linear(rng, record, bias):
-    for n, m, k in [(1, 1, 1), (1, 7, 3), (16, 12, 5)]:
-        layer = Linear(m, k, bias, np.float64, rng=rng)
-        x = rng.standard_normal((n, m))
+@pytest.mark.parametrize("case", CASES, ids=str)
+def test_layer(rng, record, case):
+    """Every row of the shared table: output, input gradient and parameter gradients against PyTorch's."""
+    for shape in case.shapes:
+        layer, x = case.make(rng), case.input(rng, shape)
         y = layer.forward(x)
         dy = rng.uniform(-1, 1, size=y.shape)
         dx = layer.backward(dy)
-        w, b = layer.params["weight"], layer.params.get("bias")
-        # PyTorch stores the weight as (out, in): Y = X W^T + B.
-        ty, (tdx, tdw, tdb) = T.grads(lambda a, w_, b_: TF.linear(a, w_.T, b_), dy, x, w, b)
-        errors = [
-            assert_close(y, ty, RTOL),
-            assert_close(dx, tdx, RTOL),
-            assert_close(layer.grads["weight"], tdw, RTOL),
-        ]
-        if bias:
-            errors.append(assert_close(layer.grads["bias"], tdb, RTOL))
-        record("Linear", "torch", *errors)
-
-
-ACTIVATIONS = [
-    (ReLU, torch.relu, (2, 3, 4, 5)),
-    (Sigmoid, torch.sigmoid, (2, 3, 4, 5)),
-    (Tanh, torch.tanh, (2, 3, 4, 5)),
-    (Softmax, lambda a: torch.softmax(a, dim=1), (4, 10)),
-    (Flatten, lambda a: a.flatten(1), (2, 3, 4, 5)),
-]
-
-
-@pytest.mark.parametrize("cls, torch_f, shape", ACTIVATIONS, ids=[a[0].__name__ for a in ACTIVATIONS])
-def test_activations(rng, record, cls, torch_f, shape):
-    for scale in (1.0, 10.0):
-        x = scale * off_kinks(rng, shape)
-        layer = cls()
-        y = layer.forward(x)
-        dy = rng.uniform(-1, 1, size=y.shape)
-        ty, (tdx,) = T.grads(torch_f, dy, x)
-        record(cls.__name__, "torch", assert_close(y, ty, RTOL), assert_close(layer.backward(dy), tdx, RTOL))
-
-
-@pytest.mark.parametrize("cls, torch_cls, option", [(LeakyReLU, torch.nn.LeakyReLU, 0.15), (ELU, torch.nn.ELU, 1.3)])
-def test_leaky_relu_and_elu(rng, record, cls, torch_cls, option):
-    x = 3 * off_kinks(rng, (2, 3, 4, 5))
-    layer = cls(option)
-    y = layer.forward(x)
-    dy = rng.uniform(-1, 1, size=y.shape)
-    ty, (tdx,) = T.grads(torch_cls(option), dy, x)
-    record(cls.__name__, "torch", assert_close(y, ty, RTOL), assert_close(layer.backward(dy), tdx, RTOL))
+        ty, (tdx, *tgrads) = T.grads(case.torch(layer), dy, x, *layer.params.values())
+        errors = [assert_close(y, ty, RTOL, "y", shape), assert_close(dx, tdx, RTOL, "dx", shape)]
+        errors += [assert_close(layer.grads[k], t, RTOL, k, shape) for k, t in zip(layer.params, tgrads)]
+        record(case.name, "torch", *errors)
 
 
 def test_dropout_has_pytorchs_semantics(rng, record):

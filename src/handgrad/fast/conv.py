@@ -273,28 +273,11 @@ def _groups(w2: np.ndarray, cols: np.ndarray, y: np.ndarray, groups: int):
 
 
 def conv2d_backward(dy, cache: Conv2DCache, input_grad: bool = True):
-    """Gradients of :func:`conv2d_forward`, as the derivation gives them::
-
-        dB[o]        = sum_{n,i,j} dY[n,o,i,j]                                   (one bias per feature map)
-        dW[o,c,a,b]  = sum_{n,i,j} dY[n,o,i,j] * Xq[n, c, i*S_h + D_h*a, j*S_w + D_w*b]   (X correlated with dY)
-        dXq[n,c,u,v] = sum_{o,a,b} Dp[n,o,u + D_h*a, v + D_w*b] * W[o, c, kH-1-a, kW-1-b]
-
-    (with groups, c and o run over one group's channels).  The last line is the *full* correlation of the
-    stride-dilated gradient ``D`` (dY with ``S - 1`` zeros between neighbours; ``Dp`` is ``D`` padded by
-    ``D*(K - 1)``) with the 180-degree rotated kernel.  Only the cells of ``D`` that hold a gradient
-    contribute, so it is computed as the sum over kernel cells (a, b) of ``sum_o W[o, c, a, b] * dY[n, o, i, j]``
-    added onto input cell ``(i*S_h + D_h*a, j*S_w + D_w*b)``: the matrix product ``dcols = W^T dY`` and
-    :func:`col2im`.  (:mod:`handgrad.reference.derivation` computes it
-    literally, dilation and padding included; the tests hold both to the loops.)  Input cells that no
-    window reads get zero.  For ``mode="conv"`` the kernel was flipped, so dW is flipped back.
-
-    Args:
-        dy: (N, O, H_out, W_out) gradient of the loss with respect to Y.
-        cache: from :func:`conv2d_forward`.
-        input_grad: False skips dX (for a first layer, whose input needs no gradient) and returns None for it.
-
-    Returns:
-        dx (N, C, H, W) or None, dw (O, C/G, kH, kW), db (O,) or None when the forward had no bias.
+    """:func:`handgrad.functional.conv2d_backward` (the same gradients, to rounding) for a cache of
+    :func:`conv2d_forward`: ``[dW | dB] = dY [cols; 1]^T`` chunk by chunk, from the forward's columns while they
+    are still in the workspace; ``dcols = W^T dY``, added back onto the input cells they were read from in the
+    layout they were read in (:func:`col2im_rows` for stride 1, :func:`col2im` otherwise).  dx comes back as a
+    view of (C, H, W, N) memory, or None with ``input_grad=False``.
     """
     where = "conv2d_backward"
     dy = as_float_array(dy, "dy", where)

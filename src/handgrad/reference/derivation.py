@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..functional.conv import embed, extract, im2col
 from ..shapes import Window
-from ._arrays import dilate, embed, extract, windows
 
 
 def conv2d_backward(dy, x, w, stride=1, padding=0, mode="xcorr", center=None, dilation=1):
@@ -36,10 +36,25 @@ def conv2d_backward(dy, x, w, stride=1, padding=0, mode="xcorr", center=None, di
     xq = embed(x, window.lead, window.span(out))  # (N, C, span_h, span_w)
 
     db = dy.sum(axis=(0, 2, 3))
-    dw = np.einsum("ncijab,noij->ocab", windows(xq, kernel, window.stride, dilation), dy)
+    dw = np.einsum("ncijab,noij->ocab", im2col(xq, window, out), dy)
     full = ((0, 0), (0, 0), (dilation[0] * (kernel[0] - 1),) * 2, (dilation[1] * (kernel[1] - 1),) * 2)
     dp = np.pad(dilate(dy, window.stride), full)  # (N, O, span_h + D_h*(kH - 1), ...)
     rot180 = w[:, :, ::-1, ::-1]
-    dxq = np.einsum("noijab,ocab->ncij", windows(dp, kernel, (1, 1), dilation), rot180)  # (N, C, span_h, span_w)
+    unit = Window.of(kernel, 1, 0, dilation=dilation)  # the full correlation: every shift, stride 1
+    windows = im2col(dp, unit, unit.output_size(*dp.shape[2:]))  # (N, O, span_h, span_w, kH, kW)
+    dxq = np.einsum("noijab,ocab->ncij", windows, rot180)  # (N, C, span_h, span_w)
     dx = extract(dxq, window.lead, x.shape[2:])
     return dx, (dw[:, :, ::-1, ::-1] if mode == "conv" else dw), db
+
+
+def dilate(dy: np.ndarray, stride: tuple[int, int]) -> np.ndarray:
+    """Insert ``S - 1`` zeros between neighbouring cells: ``D[n, o, i*S_h, j*S_w] = dY[n, o, i, j]``.
+
+    dy: (N, O, H_out, W_out) -> (N, O, (H_out - 1)*S_h + 1, (W_out - 1)*S_w + 1).
+    """
+    if stride == (1, 1):
+        return dy
+    n, o, h, w = dy.shape
+    d = np.zeros((n, o, (h - 1) * stride[0] + 1, (w - 1) * stride[1] + 1), dtype=dy.dtype)
+    d[:, :, :: stride[0], :: stride[1]] = dy
+    return d
