@@ -1,17 +1,21 @@
-"""handgrad against PyTorch on the CPU: images per second of a training step and of inference, and peak memory.
+"""handgrad against PyTorch on the CPU: images per second of a training step and of inference, and peak memory,
+on a zoo of models from an MLP to a residual network, at several batch sizes.
 
 Both run in this one process on the same workloads (the same network, built by handgrad.torch_bridge from
-the same weights, float32, the same batch), PyTorch with ``torch.set_num_threads`` equal to the cores.
-After a warm-up, the two are timed in alternating blocks of steps (so machine noise falls on both), with a
-pause before each block so that neither library's idle worker threads (which spin-wait for a while after
-their last task) steal a core from the other; each rate is the median over the blocks.  Peak memory is
-measured in a fresh child process per case: the rise of the peak resident set size (``VmHWM``, reset
-through ``/proc/self/clear_refs``) over the resident size once the model and the batch exist.
+the same weights, float32, the same batch): handgrad's compiled model (``handgrad.compile``), and PyTorch with
+``torch.set_num_threads`` equal to the cores.  Training is forward, loss, backward (neither library computes
+the gradient of the input) and an SGD update; inference is ``predict`` against ``module(x)`` under
+``torch.inference_mode``.  After a warm-up, the two are timed in alternating blocks of steps (so machine noise
+falls on both), with a pause before each block so that neither library's idle worker threads (which
+spin-wait for a while after their last task) steal a core from the other; each rate is the median over the
+blocks.  Peak memory is measured in a fresh child process per case: the rise of the peak resident set size
+(``VmHWM``, reset through ``/proc/self/clear_refs``) over the resident size once the model and the batch exist.
 
-Run:  python benchmarks/bench.py            (about two minutes on a 2-core machine)
-      python benchmarks/bench.py --threads 1   (both libraries on one core: PyTorch's threads and OpenBLAS's)
-      python benchmarks/bench.py --keep-freed-memory   (glibc keeps freed memory for the process, as the
-          handgrad command does: neither library's steps then take fresh pages from the operating system)
+Run:  python benchmarks/bench.py                 (every model at its batch size: several minutes)
+      python benchmarks/bench.py --models seed-cnn mlp --batches 1 64 256
+      python benchmarks/bench.py --threads 1     (both libraries on one core: PyTorch's threads and OpenBLAS's)
+      python benchmarks/bench.py --keep-freed-memory   (glibc keeps freed memory for the process, for both
+          libraries: neither library's steps then take fresh pages from the operating system)
 """
 
 from __future__ import annotations
@@ -32,7 +36,17 @@ import handgrad
 from handgrad import Sequential, presets
 from handgrad import torch_bridge as tb
 from handgrad.allocator import keep_freed_memory
-from handgrad.layers import Conv2D, Flatten, Linear, MaxPool2D, ReLU
+from handgrad.layers import (
+    BatchNorm2D,
+    Conv2D,
+    Flatten,
+    GlobalAvgPool2D,
+    Linear,
+    MaxPool2D,
+    ReLU,
+    Residual,
+    Sigmoid,
+)
 from handgrad.losses import SoftmaxCrossEntropy
 from handgrad.optim import SGD
 
@@ -60,21 +74,82 @@ def wide_cnn(rng):
     return model, SoftmaxCrossEntropy()
 
 
-WORKLOADS = {"seed CNN": (presets.seed_cnn, 64), "wide CNN": (wide_cnn, 128)}
+def residual_cnn(rng):
+    """conv 1 -> 16 + BN + ReLU, a residual block of two 3x3 convolutions with BN, max-pool 2, conv 16 -> 32 + BN
+    + ReLU, a residual block, global average pooling, 32 -> 10."""
+
+    def block(c):
+        return Residual(
+            [Conv2D(c, c, 3, padding=1, bias=False, rng=rng), BatchNorm2D(c), ReLU()]
+            + [Conv2D(c, c, 3, padding=1, bias=False, rng=rng), BatchNorm2D(c)]
+        )
+
+    model = Sequential(
+        [Conv2D(1, 16, 3, padding=1, bias=False, rng=rng), BatchNorm2D(16), ReLU(), block(16), MaxPool2D(2)]
+        + [Conv2D(16, 32, 3, padding=1, bias=False, rng=rng), BatchNorm2D(32), ReLU(), block(32)]
+        + [GlobalAvgPool2D(), Linear(32, 10, rng=rng)]
+    )
+    return model, SoftmaxCrossEntropy()
+
+
+def colour_cnn(rng):
+    """3x32x32 input: three blocks of 3x3 convolution (32, 64, 64 maps, padding 1), ReLU and max-pool 2, then
+    1024 -> 128 -> 10."""
+    layers, channels = [], 3
+    for maps in (32, 64, 64):
+        layers += [Conv2D(channels, maps, 3, padding=1, rng=rng), ReLU(), MaxPool2D(2)]
+        channels = maps
+    model = Sequential(layers + [Flatten(), Linear(1024, 128, rng=rng), ReLU(), Linear(128, 10, rng=rng)])
+    return model, SoftmaxCrossEntropy()
+
+
+def mlp(rng):
+    """The matrix-form network of the seeds: 784 -> 256 -> 256 -> 10 with sigmoids."""
+    model = Sequential(
+        [
+            Flatten(),
+            Linear(784, 256, rng=rng),
+            Sigmoid(),
+            Linear(256, 256, rng=rng),
+            Sigmoid(),
+            Linear(256, 10, rng=rng),
+        ]
+    )
+    return model, SoftmaxCrossEntropy()
+
+
+def _preset(name):
+    return lambda rng: presets.build(name, rng)
+
+
+GREY, COLOUR = (1, 28, 28), (3, 32, 32)
+# name -> (builder, input shape, batch sizes)
+WORKLOADS = {
+    "seed-cnn": (_preset("seed-cnn"), GREY, (64, 256)),
+    "lenet5": (_preset("lenet5"), GREY, (64,)),
+    "habr-cnn": (_preset("habr-cnn"), GREY, (64,)),
+    "strided-conv": (_preset("strided-conv"), GREY, (64,)),
+    "fashion-cnn": (_preset("fashion-cnn"), GREY, (128,)),
+    "wide-cnn": (wide_cnn, GREY, (128,)),
+    "residual-cnn": (residual_cnn, GREY, (64,)),
+    "colour-cnn": (colour_cnn, COLOUR, (64,)),
+    "mlp": (mlp, GREY, (128,)),
+}
 MODES = ("training", "inference")
 
 
-def setup(workload: str):
-    """The handgrad model and its PyTorch twin, with optimisers, a batch and labels."""
-    build, batch = WORKLOADS[workload]
+def setup(workload: str, batch: int):
+    """The four steps (handgrad and PyTorch, training and inference) of one workload on one batch."""
+    build, shape, _ = WORKLOADS[workload]
     rng = np.random.default_rng(0)
     source, loss = build(rng)
     model = handgrad.compile(source)  # handgrad's fast tier, as `handgrad train` runs it
     module = tb.to_torch_module(source)
-    x = rng.standard_normal((batch, 1, 28, 28)).astype(np.float32)
+    x = rng.standard_normal((batch, *shape)).astype(np.float32)
     y = rng.integers(0, 10, size=batch)
     optimizer = SGD(model.params, LR)
     torch_optimizer = torch.optim.SGD(module.parameters(), lr=LR)
+    torch_loss = tb.torch_loss(loss)
     xt, yt = torch.from_numpy(x), torch.from_numpy(y)
 
     def handgrad_train():
@@ -87,20 +162,21 @@ def setup(workload: str):
 
     def torch_train():
         torch_optimizer.zero_grad(set_to_none=True)
-        torch.nn.functional.cross_entropy(module(xt), yt).backward()
+        torch_loss(module(xt), yt).backward()
         torch_optimizer.step()
 
     def torch_infer():
         with torch.inference_mode():
             module(xt)
 
-    steps = {
+    model.train()
+    module.train()
+    return {
         ("handgrad", "training"): handgrad_train,
         ("handgrad", "inference"): handgrad_infer,
         ("PyTorch", "training"): torch_train,
         ("PyTorch", "inference"): torch_infer,
     }
-    return steps, batch
 
 
 def time_pair(a, b, batch: int, blocks: int, block_seconds: float) -> tuple[float, float]:
@@ -135,10 +211,9 @@ def _status(field: str) -> int:
     raise RuntimeError(f"{field} not in /proc/self/status")
 
 
-def memory_child(framework: str, workload: str, mode: str) -> None:
+def memory_child(framework: str, workload: str, batch: str, mode: str) -> None:
     """In a fresh process: the rise of peak RSS over the set-up's RSS while running the workload."""
-    steps, _ = setup(workload)
-    step = steps[(framework, mode)]
+    step = setup(workload, int(batch))[(framework, mode)]
     baseline = _status("VmRSS")
     with open("/proc/self/clear_refs", "w") as f:
         f.write("5")  # reset VmHWM to the current RSS
@@ -147,11 +222,11 @@ def memory_child(framework: str, workload: str, mode: str) -> None:
     print(json.dumps({"peak_bytes": _status("VmHWM") - baseline}))
 
 
-def peak_memory(framework: str, workload: str, mode: str, threads: int | None, keep: bool) -> float:
+def peak_memory(framework: str, workload: str, batch: int, mode: str, threads: int | None, keep: bool) -> float:
     options = [] if threads is None else ["--threads", str(threads)]
     options += ["--keep-freed-memory"] if keep else []
     out = subprocess.run(
-        [sys.executable, __file__, *options, "--memory-child", framework, workload, mode],
+        [sys.executable, __file__, *options, "--memory-child", framework, workload, str(batch), mode],
         capture_output=True,
         text=True,
         check=True,
@@ -190,7 +265,10 @@ def main(argv=None) -> None:
         action="store_true",
         help="raise glibc's trim and mmap thresholds for this process first (handgrad.allocator), for both libraries",
     )
-    parser.add_argument("--memory-child", nargs=3, help=argparse.SUPPRESS)
+    parser.add_argument("--models", nargs="+", choices=list(WORKLOADS), default=list(WORKLOADS), metavar="MODEL")
+    parser.add_argument("--batches", nargs="+", type=int, help="batch sizes (default: each model's own)")
+    parser.add_argument("--modes", nargs="+", choices=MODES, default=list(MODES))
+    parser.add_argument("--memory-child", nargs=4, help=argparse.SUPPRESS)
     argv = sys.argv[1:] if argv is None else list(argv)
     args = parser.parse_args(argv)
     if args.threads is not None:
@@ -208,25 +286,33 @@ def main(argv=None) -> None:
     print(machine(kept))
     print()
     print(
-        "| workload | handgrad images/s | PyTorch images/s | handgrad / PyTorch | handgrad peak MiB | PyTorch peak MiB |"
+        "| model | batch | mode | handgrad images/s | PyTorch images/s | handgrad / PyTorch "
+        "| handgrad peak MiB | PyTorch peak MiB |"
     )
-    print("| --- | ---: | ---: | ---: | ---: | ---: |")
-    for workload in WORKLOADS:
-        steps, batch = setup(workload)
-        for mode in MODES:
-            ours, theirs = time_pair(
-                steps[("handgrad", mode)], steps[("PyTorch", mode)], batch, args.blocks, args.block_seconds
-            )
-            memory = ("", "")
-            if not args.no_memory:
-                memory = tuple(
-                    f"{peak_memory(fw, workload, mode, args.threads, kept):.1f}" for fw in ("handgrad", "PyTorch")
+    print("| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: |")
+    ratios = {mode: [] for mode in MODES}
+    for workload in args.models:
+        for batch in args.batches or WORKLOADS[workload][2]:
+            steps = setup(workload, batch)
+            for mode in args.modes:
+                ours, theirs = time_pair(
+                    steps[("handgrad", mode)], steps[("PyTorch", mode)], batch, args.blocks, args.block_seconds
                 )
-            name = f"{workload}, batch {batch}, {mode}"
-            print(
-                f"| {name} | {ours:,.0f} | {theirs:,.0f} | {ours / theirs:.2f} | {memory[0]} | {memory[1]} |",
-                flush=True,
-            )
+                ratios[mode].append(ours / theirs)
+                memory = ("", "")
+                if not args.no_memory:
+                    memory = tuple(
+                        f"{peak_memory(fw, workload, batch, mode, args.threads, kept):.1f}"
+                        for fw in ("handgrad", "PyTorch")
+                    )
+                print(
+                    f"| {workload} | {batch} | {mode} | {ours:,.0f} | {theirs:,.0f} | {ours / theirs:.2f} "
+                    f"| {memory[0]} | {memory[1]} |",
+                    flush=True,
+                )
+    for mode, values in ratios.items():
+        if values:
+            print(f"\ngeometric mean of handgrad / PyTorch, {mode}: {statistics.geometric_mean(values):.2f}")
 
 
 if __name__ == "__main__":
