@@ -89,6 +89,7 @@ def _parser() -> argparse.ArgumentParser:
     explain.add_argument("--padding", type=int, default=0)
     explain.add_argument("--mode", choices=["xcorr", "conv"], default="xcorr")
     explain.add_argument("--center", type=_size, help="the kernel's centre element, as 'h,w' or 'hxw' (default 0,0)")
+    explain.add_argument("--dilation", type=int, default=1, help="conv, pool: spacing of the kernel's cells (1: none)")
     explain.add_argument("--markdown", action="store_true", help="Markdown with LaTeX formulas instead of text")
 
     compare = commands.add_parser("compare", help="train handgrad and the identical PyTorch model side by side")
@@ -163,6 +164,7 @@ def _explain(args) -> int:
             "kernel_size": pair(args.kernel, (2, 2)),
             "padding": args.padding,
             "mode": args.mode,
+            "dilation": args.dilation,
         }
         kwargs.update(
             stride=args.stride if args.stride is not None else (1 if args.layer == "conv" else None), center=args.center
