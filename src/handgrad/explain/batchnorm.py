@@ -7,7 +7,7 @@ from itertools import product
 import numpy as np
 
 from .. import functional as F
-from .explanation import Explanation, Step, number, readable, signed
+from .explanation import Explanation, Step, number, readable, signed, times
 
 
 def batchnorm(batch=4, features=2, eps=1e-5) -> Explanation:
@@ -21,16 +21,22 @@ def batchnorm(batch=4, features=2, eps=1e-5) -> Explanation:
     y = gamma * x_hat + beta
     dbeta, dgamma = dy.sum(axis=0), (dy * x_hat).sum(axis=0)
     dx = gamma / np.sqrt(var + eps) * (dy - dbeta / m - x_hat * dgamma / m)
-    lines_stats = [
-        f"feature {c}: mean = ({' + '.join(number(v) for v in x[:, c])})/{m} = {number(mean[c])}, var = {number(var[c])}"
+    lines_hat = [
+        f"feature {c}: mean = ({' + '.join(number(v) for v in x[:, c])})/{m} = {number(mean[c])}, "
+        f"var = ({' + '.join(f'({number(v)} - {number(mean[c])})^2' for v in x[:, c])})/{m} = {number(var[c])}"
         for c in range(features)
+    ] + [
+        f"X_hat[{n},{c}] = ({number(x[n, c])} - {number(mean[c])})/sqrt({number(var[c])} + eps) = {number(x_hat[n, c])}"
+        for n, c in product(range(batch), range(features))
     ]
     lines_y = [
-        f"Y[{n},{c}] = {number(gamma[c])} * ({number(x[n, c])} - {number(mean[c])})/sqrt({number(var[c])} + eps) + {number(beta[c])} = {number(y[n, c])}"
+        f"Y[{n},{c}] = {times(gamma[c], x_hat[n, c])} + {number(beta[c])} = {number(y[n, c])}"
         for n, c in product(range(batch), range(features))
     ]
     lines_dx = [f"feature {c}: dbeta = {number(dbeta[c])}, dgamma = {number(dgamma[c])}" for c in range(features)]
-    y_kernel, cache, _ = F.batchnorm_forward(x, gamma, beta, np.zeros(features), np.ones(features), True, 0.1, eps)
+    statistics = (np.zeros(features), np.ones(features), True, 0.1, eps)  # running mean, var; training, momentum
+    hat_kernel = F.batchnorm_forward(x, None, None, *statistics)[0]  # no gamma and beta: X_hat itself
+    y_kernel, cache, _ = F.batchnorm_forward(x, gamma, beta, *statistics)
     kdx, kdgamma, kdbeta = F.batchnorm_backward(dy, cache)
     return Explanation(
         layer="batchnorm",
@@ -39,12 +45,22 @@ def batchnorm(batch=4, features=2, eps=1e-5) -> Explanation:
         inputs=[("X", x), ("gamma", gamma), ("beta", beta), ("dY", dy)],
         steps=[
             Step(
+                "X_hat",
+                "X_hat = (X - mean) / sqrt(var + eps), mean and var per feature over the batch",
+                r"\hat X = \frac{X - \mu}{\sqrt{\sigma^2 + \epsilon}}",
+                x_hat,
+                hat_kernel,
+                lines_hat,
+                "batchnorm_forward without gamma and beta",
+                worked=[("mean", mean), ("var", var)],
+            ),
+            Step(
                 "Y",
-                "Y = gamma (X - mean) / sqrt(var + eps) + beta",
-                r"Y = \gamma \frac{X - \mu}{\sqrt{\sigma^2 + \epsilon}} + \beta",
+                "Y = gamma X_hat + beta",
+                r"Y = \gamma \hat X + \beta",
                 y,
                 y_kernel,
-                lines_stats + lines_y,
+                lines_y,
                 "batchnorm_forward",
             ),
             Step(
