@@ -91,6 +91,12 @@ def _parser() -> argparse.ArgumentParser:
     explain.add_argument("--center", type=_size, help="the kernel's centre element, as 'h,w' or 'hxw' (default 0,0)")
     explain.add_argument("--dilation", type=int, default=1, help="conv, pool: spacing of the kernel's cells (1: none)")
     explain.add_argument("--markdown", action="store_true", help="Markdown with LaTeX formulas instead of text")
+    explain.add_argument(
+        "--figure", type=Path, metavar="PATH.png", help="draw the derivation's key frames into one PNG (matplotlib)"
+    )
+    explain.add_argument(
+        "--animate", type=Path, metavar="PATH.gif", help="draw every frame of the derivation in turn into a GIF"
+    )
 
     compare = commands.add_parser("compare", help="train handgrad and the identical PyTorch model side by side")
     compare.add_argument("--model", choices=list(PRESETS), default="seed-cnn")
@@ -176,9 +182,30 @@ def _explain(args) -> int:
             kwargs["out_features"] = args.output or 2
     else:
         kwargs = {"size": args.input if isinstance(args.input, int) else {"softmax": 3, "activations": 5}[args.layer]}
+    pictures = {path: suffix for path, suffix in ((args.figure, ".png"), (args.animate, ".gif")) if path}
+    for path, suffix in pictures.items():
+        _check_output(path, suffix, "--figure" if suffix == ".png" else "--animate")
     result = explain.EXPLAINERS[args.layer](**kwargs)
-    print(result.markdown() if args.markdown else result.text())
+    if not pictures:
+        print(result.markdown() if args.markdown else result.text())
+        return 0 if result.ok else 1
+    from . import figures
+
+    figures.sections(result)  # a layer without figures fails here, before matplotlib is imported
+    for path, suffix in pictures.items():
+        print((figures.figure if suffix == ".png" else figures.animation)(result, path))
+    print(f"every number checked against the kernels: {'yes' if result.ok else 'NO'}")
     return 0 if result.ok else 1
+
+
+def _check_output(path: Path, suffix: str, option: str) -> None:
+    """A file to write: the suffix its format needs, in a directory that exists."""
+    if path.suffix.lower() != suffix:
+        raise ValueError(f"{option}: expected a {suffix} file, got {str(path)!r}")
+    if not path.parent.is_dir():
+        raise ValueError(f"{option}: directory {str(path.parent)!r} does not exist (for {str(path)!r})")
+    if path.is_dir():
+        raise ValueError(f"{option}: {str(path)!r} is a directory, expected a {suffix} file")
 
 
 def _plot(args) -> int:

@@ -9,7 +9,7 @@ import numpy as np
 
 from .. import functional as F
 from ..shapes import Window
-from .explanation import Explanation, Step, inline, number, readable, signed, times, window_command
+from .explanation import Explanation, Step, number, readable, signed, times, window_command
 
 
 @dataclass
@@ -85,7 +85,7 @@ def conv(
     ]
     for u, v in product(*map(range, span)):
         terms = " + ".join(
-            f"{number(dp[u + d_h * a, v + d_w * bb])}*{number(rot[a, bb])}" for a, bb in product(range(k_h), range(k_w))
+            times(dp[u + d_h * a, v + d_w * bb], rot[a, bb]) for a, bb in product(range(k_h), range(k_w))
         )
         backward_x.append(f"dXq[{u},{v}] = {terms} = {number(dxq[u, v])}")
     backward_x.append(
@@ -115,7 +115,7 @@ def conv(
             (
                 f"The kernel's coordinates start at its centre: rows {-c_h}..{k_h - 1 - c_h}, "
                 f"columns {-c_w}..{k_w - 1 - c_w}"
-                + ("." if mode == "xcorr" else f"; conv mode flips it about the centre: {inline(w[::-1, ::-1])}.")
+                + ("." if mode == "xcorr" else "; conv mode flips it about the centre: flip(W) meets Xp.")
             ),
             "Xp is X padded with zeros; reads outside Xp count as zero and are left out below.",
             "dY is the gradient of the loss arriving from the layer above.",
@@ -130,6 +130,7 @@ def conv(
                 y_kernel[0, 0],
                 forward,
                 "conv2d_forward",
+                worked=[] if mode == "xcorr" else [("flip(W)", w[::-1, ::-1])],
             ),
             Step(
                 "dX",

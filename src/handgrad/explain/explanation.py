@@ -119,9 +119,14 @@ def inline(a: np.ndarray) -> str:
     return "[" + ", ".join("[" + ", ".join(number(v) for v in row) + "]" for row in np.atleast_2d(a)) + "]"
 
 
+def factor(v) -> str:
+    """A number as a factor of a product: negative ones in parentheses."""
+    return number(v) if v >= 0 else f"({number(v)})"
+
+
 def times(a, b) -> str:
     """``a*b`` with negative factors in parentheses."""
-    return "*".join(number(v) if v >= 0 else f"({number(v)})" for v in (a, b))
+    return f"{factor(a)}*{factor(b)}"
 
 
 def window_command(layer, input_size, kernel_size, stride, padding, mode, center, dilation) -> str:
