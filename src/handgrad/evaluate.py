@@ -42,6 +42,7 @@ class RunEvaluation:
     labels: np.ndarray
     loss: float
     predictions: np.ndarray
+    total: int  # images in the whole test set, of which ``images`` may be the first few
 
 
 def evaluate_run(run_dir, data_dir=None, limit=None) -> RunEvaluation:
@@ -53,7 +54,7 @@ def evaluate_run(run_dir, data_dir=None, limit=None) -> RunEvaluation:
     data = load_dataset(state.config.dataset, data_dir)
     images, labels = data.test_images[:limit], data.test_labels[:limit]
     value, _, predictions = evaluate(model, loss, images, labels, state.normalizer, np.dtype(state.config.dtype))
-    return RunEvaluation(model, state, data.spec.title, images, labels, value, predictions)
+    return RunEvaluation(model, state, data.spec.title, images, labels, value, predictions, len(data.test_labels))
 
 
 def confusion_matrix(labels: np.ndarray, predictions: np.ndarray, num_classes: int) -> np.ndarray:
