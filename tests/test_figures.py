@@ -8,6 +8,7 @@ in a cell against its factors, each sum of products against the kernel.
 from __future__ import annotations
 
 import re
+import sys
 from collections import Counter
 from itertools import pairwise
 
@@ -282,7 +283,32 @@ def test_command_line_errors(tmp_path, capsys, argv, message):
 
 
 def test_without_matplotlib_it_says_how_to_install_it(tmp_path, capsys, monkeypatch):
-    monkeypatch.setitem(__import__("sys").modules, "matplotlib", None)  # import matplotlib fails
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib fails
     assert cli.main(["explain", "pool", "--figure", str(tmp_path / "p.png")]) == 1
     assert "pip install 'handgrad[plot]'" in capsys.readouterr().err
     assert not list(tmp_path.iterdir())
+
+
+def test_the_gallery_is_its_scripts(monkeypatch):
+    import importlib.util
+    from pathlib import Path
+
+    docs = Path(__file__).resolve().parent.parent / "docs"
+    spec = importlib.util.spec_from_file_location("make_gallery", docs / "gallery" / "make_gallery.py")
+    gallery = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, spec.name, gallery)  # its dataclass looks its module up there
+    spec.loader.exec_module(gallery)
+    assert (docs / "gallery.md").read_text() == gallery.page()  # the page is the script's, as committed
+    linked = set(re.findall(r"\]\(gallery/([^)]+)\)", gallery.page()))
+    drawn = {f"{e.name}.png" for e in gallery.EXAMPLES} | {f"{e.name}.gif" for e in gallery.EXAMPLES if e.animated}
+    assert linked == drawn and all((docs / "gallery" / name).is_file() for name in drawn)
+    assert all(e.explanation().ok for e in gallery.EXAMPLES)
+    commands = {e.explanation().command for e in gallery.EXAMPLES}
+    for tutorial in (  # the tutorials' own examples
+        "handgrad explain conv --input 3x3 --kernel 2x2",
+        "handgrad explain conv --input 5x5 --kernel 3x3 --stride 2 --center 1,1",
+        "handgrad explain conv --input 5x5 --kernel 3x3 --stride 2 --mode conv --center 1,1",
+        "handgrad explain pool --input 4x4 --kernel 2x2",
+    ):
+        assert tutorial in commands
+    assert "(docs/gallery.md)" in (docs.parent / "README.md").read_text()
