@@ -125,11 +125,10 @@ def _conv_forward(e: Explanation) -> Section:
         met = work.met(i, j)
         done.append((i, j))
         grids = [
-            Grid(
+            _multiplied(
                 "Xp",
                 xp,
-                marks={(r, q): "met" for _, _, r, q in met},
-                notes={(r, q): f"×{factor(w[a, bb])}={number(w[a, bb] * xp[r, q])}" for a, bb, r, q in met},
+                {(r, q): w[a, bb] for a, bb, r, q in met},
                 outline=[(r, q) for _, _, r, q in work.placed[i, j]],
                 margin=margin,
             ),
@@ -148,12 +147,7 @@ def _conv_dw(e: Explanation) -> Section:
         terms = work.meeting(a, bb)
         done.append((a, bb))
         grids = [
-            Grid(
-                "Xp",
-                xp,
-                marks={(r, q): "met" for _, _, r, q in terms},
-                notes={(r, q): f"×{factor(dy[i, j])}={number(dy[i, j] * xp[r, q])}" for i, j, r, q in terms},
-            ),
+            _multiplied("Xp", xp, {(r, q): dy[i, j] for i, j, r, q in terms}),
             Grid("dY", dy, marks={(i, j): "used" for i, j, _, _ in terms}),
             Grid("dW", upto(dw, done), marks={(a, bb): "new"}, before="="),
         ]
@@ -175,13 +169,7 @@ def _conv_dx(e: Explanation) -> Section:
         terms = [(r, q, k) for r, q, k in cells if dp[r, q] != 0]
         done.append((u, v))
         grids = [
-            Grid(
-                "Dp",
-                dp,
-                marks={(r, q): "met" for r, q, _ in terms},
-                notes={(r, q): f"×{factor(k)}={number(dp[r, q] * k)}" for r, q, k in terms},
-                outline=[(r, q) for r, q, _ in cells],
-            ),
+            _multiplied("Dp", dp, {(r, q): k for r, q, k in terms}, outline=[(r, q) for r, q, _ in cells]),
             Grid("rot180", rot),
             Grid("dXq", upto(dxq, done), marks={(u, v): "new"}, before="="),
         ]
@@ -203,3 +191,15 @@ def _conv_db(e: Explanation) -> Section:
     db = step(e, "db")
     grids = [Grid("dY", e.arrays["dY"]), Grid("db", db.by_hand, before="sum →")]
     return Section(heading(db), [Frame(db.lines[0], grids)])
+
+
+def _multiplied(name: str, values: np.ndarray, factors: dict, **options) -> Grid:
+    """A grid whose cells in ``factors`` are read, each multiplied by its factor: the product is written under
+    the cell's number, ``×factor=product``."""
+    return Grid(
+        name,
+        values,
+        marks={cell: "met" for cell in factors},
+        notes={cell: f"×{factor(by)}={number(by * values[cell])}" for cell, by in factors.items()},
+        **options,
+    )
