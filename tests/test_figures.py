@@ -221,14 +221,14 @@ def test_a_layer_without_figures_says_which_have_them():
         figures.sections(explain.activations())
 
 
-@pytest.mark.parametrize("e", [EVERY[2], EVERY[5], EVERY[8]], ids=lambda e: e.command)
+@pytest.mark.parametrize("e", [EVERY[2], EVERY[4], EVERY[5], EVERY[8]], ids=lambda e: e.command)
 def test_the_drawing_writes_the_frames_numbers(e):
     plt = pytest.importorskip("matplotlib.pyplot")
     sections = figures.sections(e)
     drawn = Counter(text.get_text() for text in draw.sheet(e, sections, plt).axes[0].texts)
-    key = [frame for s in sections for frame in s.frames if frame.key]
-    assert not _texts(key) - drawn
-    for heading in (s.heading for s in sections):
+    stills = [draw.still(s) for s in sections]
+    assert not _texts([frame for _, frames in stills for frame in frames]) - drawn
+    for heading, _ in stills:
         assert drawn[heading] == 1
     fig, show, count = draw.movie(e, sections, plt)
     frames = [frame for s in sections for frame in s.frames]
@@ -256,7 +256,8 @@ def test_command_line_writes_a_png_and_a_gif(tmp_path, capsys):
     argv = ["explain", "conv", "--input", "3x3", "--kernel", "2x2", "--figure", str(png), "--animate", str(gif)]
     assert cli.main(argv) == 0
     out = capsys.readouterr().out
-    assert str(png) in out and str(gif) in out and "every number checked against the kernels: yes" in out
+    assert out.startswith("Cross-correlation of a 3x3 input") and out.count(": yes") == 4  # the text, checked
+    assert out.splitlines()[-2:] == [str(png), str(gif)]
     with Image.open(png) as image:
         assert image.format == "PNG" and np.asarray(image.convert("L")).std() > 5
     e = explain.conv((3, 3), (2, 2))
@@ -285,7 +286,16 @@ def test_command_line_errors(tmp_path, capsys, argv, message):
 def test_without_matplotlib_it_says_how_to_install_it(tmp_path, capsys, monkeypatch):
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib fails
     assert cli.main(["explain", "pool", "--figure", str(tmp_path / "p.png")]) == 1
-    assert "pip install 'handgrad[plot]'" in capsys.readouterr().err
+    printed = capsys.readouterr()
+    assert printed.err == "handgrad: error: figures need matplotlib: pip install 'handgrad[plot]'\n"
+    assert not printed.out and not list(tmp_path.iterdir())
+
+
+def test_a_path_that_cannot_be_written_is_refused(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(cli.os, "access", lambda path, mode: False)  # as for a read-only directory
+    assert cli.main(["explain", "pool", "--animate", str(tmp_path / "p.gif")]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("handgrad: error: --animate: ") and "cannot be written (permission denied)" in err
     assert not list(tmp_path.iterdir())
 
 
@@ -312,3 +322,11 @@ def test_the_gallery_is_its_scripts(monkeypatch):
     ):
         assert tutorial in commands
     assert "(docs/gallery.md)" in (docs.parent / "README.md").read_text()
+
+
+def test_a_long_section_shows_some_of_its_frames_in_the_still():
+    e = explain.conv((5, 6), (2, 3), 1, 1, "xcorr", (1, 1), 2)  # 5x4 outputs: 20 forward frames
+    forward = next(s for s in figures.sections(e) if s.heading.startswith("Y:"))
+    heading, frames = draw.still(forward)
+    assert heading.endswith(f"({draw.STILL_FRAMES} of its 20 frames)")
+    assert len(frames) == draw.STILL_FRAMES and frames[0] is forward.frames[0] and frames[-1] is forward.frames[-1]

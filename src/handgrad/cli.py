@@ -186,15 +186,15 @@ def _explain(args) -> int:
     for path, suffix in pictures.items():
         _check_output(path, suffix, "--figure" if suffix == ".png" else "--animate")
     result = explain.EXPLAINERS[args.layer](**kwargs)
-    if not pictures:
-        print(result.markdown() if args.markdown else result.text())
-        return 0 if result.ok else 1
-    from . import figures
+    if pictures:
+        from . import figures
+        from .mpl import pyplot
 
-    figures.sections(result)  # a layer without figures fails here, before matplotlib is imported
+        figures.sections(result)  # a layer without figures, or no matplotlib: fail before anything is printed
+        pyplot()
+    print(result.markdown() if args.markdown else result.text())
     for path, suffix in pictures.items():
         print((figures.figure if suffix == ".png" else figures.animation)(result, path))
-    print(f"every number checked against the kernels: {'yes' if result.ok else 'NO'}")
     return 0 if result.ok else 1
 
 
@@ -206,6 +206,8 @@ def _check_output(path: Path, suffix: str, option: str) -> None:
         raise ValueError(f"{option}: directory {str(path.parent)!r} does not exist (for {str(path)!r})")
     if path.is_dir():
         raise ValueError(f"{option}: {str(path)!r} is a directory, expected a {suffix} file")
+    if not os.access(path if path.exists() else path.parent, os.W_OK):
+        raise ValueError(f"{option}: {str(path)!r} cannot be written (permission denied)")
 
 
 def _plot(args) -> int:

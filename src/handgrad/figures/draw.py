@@ -10,7 +10,6 @@ from __future__ import annotations
 import io
 import math
 import textwrap
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +22,7 @@ CELL = 0.42  # inches per cell
 DPI = {"png": 80, "gif": 72}
 PALETTE = 64  # colours of the still
 SECONDS_PER_FRAME = 1.5
+STILL_FRAMES = 9  # frames of a section in the still, at most
 SHEET_WIDTH = 56  # cells: the still wraps its frames at this width (or at its widest frame)
 COLOURS = {  # a highlighted cell's fill, with what it means (the legend)
     "met": ("#ffd8a8", "read by the kernel or window"),
@@ -94,19 +94,20 @@ def movie(e: Explanation, sections: list[Section], plt):
 
 
 def sheet(e: Explanation, sections: list[Section], plt):
-    """The matplotlib figure of the still: the title, a legend, and each section's key frames in rows."""
+    """The matplotlib figure of the still: the title, a legend, and each section's still frames in rows."""
     width = _width(sections)
     command = f"{e.command}    every number checked against the kernels: {'yes' if e.ok else 'NO'}"
-    marks = {mark for s in sections for f in s.frames if f.key for g in f.grids for mark in g.marks.values()}
-    limit = max([SHEET_WIDTH] + [_frame_size(f, width, math.inf)[0] for s in sections for f in s.frames if f.key])
+    stills = [(heading, frames) for heading, frames in map(still, sections)]
+    marks = {mark for _, frames in stills for f in frames for g in f.grids for mark in g.marks.values()}
+    limit = max([SHEET_WIDTH] + [_frame_size(f, width, math.inf)[0] for _, frames in stills for f in frames])
     placed, y = [], 2.4  # below the title, the command and the legend
     used = max(len(e.title) * CHAR["top"], len(command) * CHAR["title"], _legend(None, marks, 0))
-    for section in sections:
-        placed.append(("heading", section.heading, 0.0, y))
-        used = max(used, len(section.heading) * CHAR["heading"])
+    for heading, frames in stills:
+        placed.append(("heading", heading, 0.0, y))
+        used = max(used, len(heading) * CHAR["heading"])
         y += 0.9
         x, row_height = 0.0, 0.0
-        for frame in (frame for frame in section.frames if frame.key):
+        for frame in frames:
             w, h = _frame_size(frame, width, limit)
             if x > 0 and x + w > limit:
                 x, y, row_height = 0.0, y + row_height + SPACE, 0.0
@@ -129,14 +130,14 @@ def sheet(e: Explanation, sections: list[Section], plt):
     return fig
 
 
-@dataclass
-class _Box:
-    """Where a grid's cells start (top-left corner) and how much room the grid takes, in cells."""
-
-    left: float
-    top: float
-    width: float
-    height: float
+def still(section: Section) -> tuple[str, list[Frame]]:
+    """The heading and frames of a section in the still: its key frames, at most STILL_FRAMES of them spread
+    evenly from the first to the last (the heading then says how many; the animation shows them all)."""
+    key = [frame for frame in section.frames if frame.key]
+    if len(key) <= STILL_FRAMES:
+        return section.heading, key
+    chosen = np.linspace(0, len(key) - 1, STILL_FRAMES).round().astype(int)
+    return f"{section.heading}   ({STILL_FRAMES} of its {len(key)} frames)", [key[k] for k in chosen]
 
 
 def _width(sections: list[Section]) -> float:
@@ -151,10 +152,10 @@ def _width(sections: list[Section]) -> float:
 
 
 def _grid_box(grid: Grid, width: float) -> tuple[float, float]:
-    rows, cols = grid.values.shape
+    """(width, height) a grid takes below the top of its frame's cells: captions and indices sit above."""
+    (rows, cols), (_, bottom, left, right) = grid.values.shape, grid.margin
     caption = len(grid.caption) * CHAR["caption"]
-    wide = LABEL + max((cols + 2 * grid.margin) * width, caption)
-    return wide, ABOVE + rows + 2 * grid.margin
+    return LABEL + max((cols + left + right) * width, caption), rows + bottom
 
 
 def _gap(grid: Grid) -> float:
@@ -167,13 +168,19 @@ def _title_lines(frame: Frame, wide: float) -> list[str]:
     return textwrap.wrap(frame.title, max(20, int(wide / CHAR["title"])))
 
 
+def _lead(frame: Frame) -> float:
+    """Room above a frame's grids: their captions and indices, and the widest top margin (the grids' cells
+    start level)."""
+    return ABOVE + max(grid.margin[0] for grid in frame.grids)
+
+
 def _frame_size(frame: Frame, width: float, limit: float) -> tuple[float, float]:
     """(width, height) of a frame in cells; its title wraps within ``limit``."""
     boxes = [_grid_box(grid, width) for grid in frame.grids]
     grids_wide = sum(w for w, _ in boxes) + sum(_gap(g) for g in frame.grids[1:])
     title_wide = len(frame.title) * CHAR["title"]
     wide = max(grids_wide, min(title_wide, limit))
-    return wide, len(_title_lines(frame, wide)) * TITLE_LINE + 0.3 + max(h for _, h in boxes)
+    return wide, len(_title_lines(frame, wide)) * TITLE_LINE + 0.3 + _lead(frame) + max(h for _, h in boxes)
 
 
 def _frame(ax, frame: Frame, width: float, x: float, y: float, limit: float) -> None:
@@ -181,33 +188,33 @@ def _frame(ax, frame: Frame, width: float, x: float, y: float, limit: float) -> 
     lines = _title_lines(frame, wide)
     for k, line in enumerate(lines):
         _text(ax, x, y + (k + 0.5) * TITLE_LINE, line, "title", ha="left")
-    top = y + len(lines) * TITLE_LINE + 0.3
+    cells_top = y + len(lines) * TITLE_LINE + 0.3 + _lead(frame)
     for k, grid in enumerate(frame.grids):
         if k:
-            gap, before = _gap(grid), frame.grids[k - 1]
-            rows = min(grid.values.shape[0], before.values.shape[0])  # level with the shorter neighbour's middle
-            _text(ax, x + gap / 2, top + ABOVE + max(grid.margin, before.margin) + rows / 2, grid.before, "operator")
+            gap = _gap(grid)
+            rows = min(grid.values.shape[0], frame.grids[k - 1].values.shape[0])  # the shorter neighbour's middle
+            _text(ax, x + gap / 2, cells_top + rows / 2, grid.before, "operator")
             x += gap
-        box_wide, box_tall = _grid_box(grid, width)
-        _grid(ax, grid, width, _Box(x + LABEL + grid.margin * width, top + ABOVE + grid.margin, box_wide, box_tall))
-        x += box_wide
+        _grid(ax, grid, width, x + LABEL + grid.margin[2] * width, cells_top)
+        x += _grid_box(grid, width)[0]
 
 
-def _grid(ax, grid: Grid, width: float, box: _Box) -> None:
+def _grid(ax, grid: Grid, width: float, left: float, top: float) -> None:
+    """``grid`` with its cells from ``(left, top)``; its margins, indices and caption around them."""
     from matplotlib.patches import Rectangle
 
-    cols = grid.values.shape[1]
-    _text(ax, box.left + cols * width / 2, box.top - grid.margin - 1.0, grid.caption, "caption")
+    cols, (above, _, before, _) = grid.values.shape[1], grid.margin
+    _text(ax, left + cols * width / 2, top - above - 1.0, grid.caption, "caption")
     for c, label in enumerate(grid.col_labels()):
-        _text(ax, box.left + (c + 0.5) * width, box.top - grid.margin - 0.35, label, "label", color="grey")
+        _text(ax, left + (c + 0.5) * width, top - above - 0.35, label, "label", color="grey")
     for r, label in enumerate(grid.row_labels()):
-        _text(ax, box.left - grid.margin * width - 0.35, box.top + r + 0.5, label, "label", color="grey")
+        _text(ax, left - before * width - 0.35, top + r + 0.5, label, "label", color="grey")
     for (r, c), value in np.ndenumerate(grid.values):
         mark = grid.marks.get((r, c))
         fill = COLOURS[mark][0] if mark else "white"
         ax.add_patch(
             Rectangle(
-                (box.left + c * width, box.top + r),
+                (left + c * width, top + r),
                 width,
                 1,
                 facecolor=fill,
@@ -219,18 +226,18 @@ def _grid(ax, grid: Grid, width: float, box: _Box) -> None:
         if np.isfinite(value):
             _text(
                 ax,
-                box.left + (c + 0.5) * width,
-                box.top + r + (0.36 if note else 0.5),
+                left + (c + 0.5) * width,
+                top + r + (0.36 if note else 0.5),
                 number(value),
                 "number",
                 weight="bold" if mark == "winner" else "normal",
             )
         if note:
-            _text(ax, box.left + (c + 0.5) * width, box.top + r + 0.78, note, "note", color="#495057")
+            _text(ax, left + (c + 0.5) * width, top + r + 0.78, note, "note", color="#495057")
     for r, c in grid.outline:
         ax.add_patch(
             Rectangle(
-                (box.left + c * width + 0.06, box.top + r + 0.06),
+                (left + c * width + 0.06, top + r + 0.06),
                 width - 0.12,
                 0.88,
                 fill=False,

@@ -19,7 +19,7 @@ class Grid:
     ``name`` is its name in :attr:`Explanation.arrays` (``"W^T"`` for a transpose); ``values`` is that array
     as a 2-D grid, NaN where a cell is not worked out yet (drawn empty).  ``outline`` lists cells, inside the
     grid or outside it (padding), that a placed kernel or window covers; ``margin`` cells are kept free around
-    the grid for them.  ``before`` is an operator written in front of the grid ("=", "@", "+").  A ``partial``
+    the grid for them (above, below, left, right).  ``before`` is an operator written in front of the grid ("=", "@", "+").  A ``partial``
     grid holds sums still being added up (its last frame holds the array's values).
     """
 
@@ -31,7 +31,7 @@ class Grid:
     outline: list[tuple[int, int]] = field(default_factory=list)
     rows: list[str] | None = None  # index labels; None: 0, 1, 2, ...
     cols: list[str] | None = None
-    margin: int = 0
+    margin: tuple[int, int, int, int] = (0, 0, 0, 0)
     before: str = ""
     partial: bool = False
 

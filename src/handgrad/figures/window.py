@@ -61,15 +61,16 @@ def pool_sections(e: Explanation) -> list[Section]:
     return [Section(heading(step(e, "Y")), forward), Section(heading(step(e, "dX")), backward)]
 
 
-def _reach(footprints, shape) -> int:
-    """How many cells the footprints reach outside a grid of ``shape``: the margin to keep around it."""
-    cells = [cell for footprint in footprints for cell in footprint]
-    return max(
-        [0]
-        + [-r for r, _ in cells]
-        + [-q for _, q in cells]
-        + [r - shape[0] + 1 for r, _ in cells]
-        + [q - shape[1] + 1 for _, q in cells]
+def _reach(footprints, shape) -> tuple[int, int, int, int]:
+    """How many cells the footprints reach outside a grid of ``shape``, above, below, left and right: the
+    margin to keep around it."""
+    rows = [r for footprint in footprints for r, _ in footprint]
+    cols = [q for footprint in footprints for _, q in footprint]
+    return (
+        max(0, -min(rows)),
+        max(0, max(rows) - shape[0] + 1),
+        max(0, -min(cols)),
+        max(0, max(cols) - shape[1] + 1),
     )
 
 
