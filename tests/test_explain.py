@@ -21,7 +21,7 @@ def assert_every_number_is_the_kernels(result: explain.Explanation):
     for step in result.steps:
         if step.by_hand.dtype.kind == "f" and np.all(step.kernel == np.round(step.kernel)):
             np.testing.assert_array_equal(step.by_hand, step.kernel, err_msg=step.name)  # integers: exactly
-        assert explain._grid(step.by_hand) in text
+        assert explain.grid_text(step.by_hand) in text
         kernel = np.atleast_2d(step.kernel) if step.by_hand.ndim == 1 and step.kernel.ndim == 2 else step.kernel
         for line in step.lines:
             match = LINE.match(line)
@@ -38,6 +38,8 @@ CONV_CASES = [
     ((4, 5), (3, 2), 2, 1, "conv", (1, 1)),
     ((5, 4), (3, 3), 2, 2, "xcorr", (2, 0)),
     ((3, 3), (1, 2), 3, 1, "conv", (0, 1)),
+    ((5, 6), (2, 3), 1, 1, "xcorr", (1, 1), 2),
+    ((6, 5), (3, 2), 2, 0, "conv", (2, 0), (2, 1)),
 ]
 
 
@@ -57,6 +59,7 @@ def test_conv_every_centre_and_mode():
         ((4, 4), (2, 2), None, 0, "xcorr", None),
         ((5, 5), (3, 3), 2, 1, "conv", (1, 1)),
         ((4, 6), (2, 3), 1, 0, "xcorr", (1, 2)),
+        ((5, 5), (2, 2), 1, 0, "conv", (1, 0), 2),
     ],
     ids=str,
 )
@@ -85,7 +88,7 @@ def test_activations():
     assert result.ok, result.text()
     text = result.text()
     for step in result.steps:
-        assert explain._grid(step.by_hand) in text
+        assert explain.grid_text(step.by_hand) in text
 
 
 def test_markdown_has_the_formulas_and_the_numbers():
@@ -121,5 +124,7 @@ def test_command_line(capsys):
     for layer in ("pool", "linear", "activations", "softmax", "batchnorm", "residual"):
         assert cli.main(["explain", layer, "--markdown"]) == 0
         assert "$$" in capsys.readouterr().out
+    assert cli.main(["explain", "pool", "--input", "5x5", "--stride", "1", "--dilation", "2"]) == 0
+    assert "dilation (2, 2)" in capsys.readouterr().out
     assert cli.main(["explain", "conv", "--input", "2x2", "--kernel", "3x3"]) == 1
     assert "larger than the padded input" in capsys.readouterr().err

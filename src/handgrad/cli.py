@@ -93,7 +93,14 @@ def _parser() -> argparse.ArgumentParser:
     explain.add_argument("--padding", type=int, default=0)
     explain.add_argument("--mode", choices=["xcorr", "conv"], default="xcorr")
     explain.add_argument("--center", type=_size, help="the kernel's centre element, as 'h,w' or 'hxw' (default 0,0)")
+    explain.add_argument("--dilation", type=int, default=1, help="conv, pool: spacing of the kernel's cells (1: none)")
     explain.add_argument("--markdown", action="store_true", help="Markdown with LaTeX formulas instead of text")
+    explain.add_argument(
+        "--figure", type=Path, metavar="PATH.png", help="draw the derivation's key frames into one PNG (matplotlib)"
+    )
+    explain.add_argument(
+        "--animate", type=Path, metavar="PATH.gif", help="draw every frame of the derivation in turn into a GIF"
+    )
 
     compare = commands.add_parser("compare", help="train handgrad and the identical PyTorch model side by side")
     compare.add_argument("--model", choices=list(PRESETS), default="seed-cnn")
@@ -167,6 +174,7 @@ def _explain(args) -> int:
             "kernel_size": pair(args.kernel, (2, 2)),
             "padding": args.padding,
             "mode": args.mode,
+            "dilation": args.dilation,
         }
         kwargs.update(
             stride=args.stride if args.stride is not None else (1 if args.layer == "conv" else None), center=args.center
@@ -178,9 +186,32 @@ def _explain(args) -> int:
             kwargs["out_features"] = args.output or 2
     else:
         kwargs = {"size": args.input if isinstance(args.input, int) else {"softmax": 3, "activations": 5}[args.layer]}
+    pictures = {path: suffix for path, suffix in ((args.figure, ".png"), (args.animate, ".gif")) if path}
+    for path, suffix in pictures.items():
+        _check_output(path, suffix, "--figure" if suffix == ".png" else "--animate")
     result = explain.EXPLAINERS[args.layer](**kwargs)
+    if pictures:
+        from . import figures
+        from .mpl import pyplot
+
+        figures.sections(result)  # a layer without figures, or no matplotlib: fail before anything is printed
+        pyplot()
     print(result.markdown() if args.markdown else result.text())
+    for path, suffix in pictures.items():
+        print((figures.figure if suffix == ".png" else figures.animation)(result, path))
     return 0 if result.ok else 1
+
+
+def _check_output(path: Path, suffix: str, option: str) -> None:
+    """A file to write: the suffix its format needs, in a directory that exists."""
+    if path.suffix.lower() != suffix:
+        raise ValueError(f"{option}: expected a {suffix} file, got {str(path)!r}")
+    if not path.parent.is_dir():
+        raise ValueError(f"{option}: directory {str(path.parent)!r} does not exist (for {str(path)!r})")
+    if path.is_dir():
+        raise ValueError(f"{option}: {str(path)!r} is a directory, expected a {suffix} file")
+    if not os.access(path if path.exists() else path.parent, os.W_OK):
+        raise ValueError(f"{option}: {str(path)!r} cannot be written (permission denied)")
 
 
 def _plot(args) -> int:

@@ -21,6 +21,7 @@ from .data import load as load_dataset
 from .fast import compile as compile_model
 from .layers import Dropout
 from .model import named_leaves
+from .mpl import pyplot
 from .optim import make_optimizer
 
 # (loss per step, parameters after every step) by dtype: float64 agrees to rounding; float32 is looser
@@ -157,27 +158,31 @@ def write_csv(result: CompareResult, path) -> None:
 
 
 def plot(result: CompareResult, path, title: str) -> None:
-    """Both losses per step, and the relative differences on a log scale."""
-    import matplotlib
+    """Write :func:`figure` to ``path`` (PNG)."""
+    plt = pyplot()
+    fig = figure(result, title, plt)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
+def figure(result: CompareResult, title: str, plt):
+    """Both losses per step, and the relative differences on a log scale with the tolerances they must stay
+    under (the loss's, and in float64 the parameters')."""
     steps = [r["step"] for r in result.rows]
-    fig, (top, bottom) = plt.subplots(2, 1, figsize=(8, 7), sharex=True)
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(8, 7), sharex=True, layout="constrained")
     top.plot(steps, [r["loss_torch"] for r in result.rows], label="PyTorch", linewidth=3, alpha=0.5)
     top.plot(steps, [r["loss_handgrad"] for r in result.rows], label="handgrad", linestyle="--")
     top.set_ylabel("training loss")
     top.set_title(title)
     top.legend()
+    lines = {}
     for key, label in (("loss_rel_diff", "loss"), ("grad_rel_diff", "gradients"), ("param_rel_diff", "parameters")):
-        bottom.semilogy(steps, [max(r[key], 1e-18) for r in result.rows], label=label)
-    bottom.axhline(
-        result.loss_tolerance, color="grey", linestyle=":", label=f"loss tolerance {result.loss_tolerance:g}"
-    )
+        (lines[label],) = bottom.semilogy(steps, [max(r[key], 1e-18) for r in result.rows], label=label)
+    limits = [("loss", result.loss_tolerance), ("parameter", result.param_tolerance)]
+    for (name, tolerance), curve in zip(limits, (lines["loss"], lines["parameters"])):
+        if tolerance is not None:
+            bottom.axhline(tolerance, color=curve.get_color(), linestyle=":", label=f"{name} tolerance {tolerance:g}")
     bottom.set_xlabel("step")
     bottom.set_ylabel("relative difference (0 drawn at 1e-18)")
-    bottom.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    bottom.legend(loc="center right", fontsize=8)  # the tolerances run along the top
+    return fig

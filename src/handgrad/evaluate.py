@@ -43,6 +43,7 @@ class RunEvaluation:
     labels: np.ndarray
     loss: float
     predictions: np.ndarray
+    total: int  # images in the whole test set, of which ``images`` may be the first few
 
 
 def evaluate_run(run_dir, data_dir=None, limit=None) -> RunEvaluation:
@@ -55,7 +56,7 @@ def evaluate_run(run_dir, data_dir=None, limit=None) -> RunEvaluation:
     images, labels = data.test_images[:limit], data.test_labels[:limit]
     dtype = np.dtype(state.config.dtype)
     value, _, predictions = evaluate(compile_model(model), loss, images, labels, state.normalizer, dtype)
-    return RunEvaluation(model, state, data.spec.title, images, labels, value, predictions)
+    return RunEvaluation(model, state, data.spec.title, images, labels, value, predictions, len(data.test_labels))
 
 
 def confusion_matrix(labels: np.ndarray, predictions: np.ndarray, num_classes: int) -> np.ndarray:

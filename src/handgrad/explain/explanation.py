@@ -1,0 +1,150 @@
+"""What a derivation is: the inputs and a list of :class:`Step`, each a formula, the worked terms and arrays,
+the result computed here by hand and the same result from :mod:`handgrad.functional`; and how it is written
+out as text or Markdown.  The small helpers the layers' derivations share live here too.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+TOLERANCE = 1e-12  # by-hand float results (softmax, batch normalisation) against the kernel
+
+
+@dataclass
+class Step:
+    name: str  # "Y", "dX", ...
+    formula: str  # plain text
+    latex: str
+    by_hand: np.ndarray  # worked out below, term by term
+    kernel: np.ndarray  # the kernel's result (handgrad.functional)
+    lines: list[str] = field(default_factory=list)  # the worked terms
+    kernel_name: str = ""
+    worked: list[tuple[str, np.ndarray]] = field(default_factory=list)  # arrays worked out on the way
+
+    @property
+    def ok(self) -> bool:
+        return self.by_hand.shape == self.kernel.shape and bool(
+            np.allclose(self.by_hand, self.kernel, rtol=TOLERANCE, atol=TOLERANCE)
+        )
+
+
+@dataclass
+class Explanation:
+    """A derivation on numbers.  ``work`` holds a layer's geometry (which cells meet which), from which the
+    worked terms are written and the figures are drawn."""
+
+    layer: str  # "conv", "pool", ...: the name ``handgrad explain`` takes
+    title: str
+    notes: list[str]
+    inputs: list[tuple[str, np.ndarray]]
+    steps: list[Step]
+    command: str
+    work: object = None
+
+    @property
+    def ok(self) -> bool:
+        return all(step.ok for step in self.steps)
+
+    @property
+    def arrays(self) -> dict[str, np.ndarray]:
+        """Every named array of the derivation: the inputs, and each step's worked arrays and result (by hand)."""
+        named = dict(self.inputs)
+        for step in self.steps:
+            named.update(step.worked)
+            named[step.name] = step.by_hand
+        return named
+
+    def text(self) -> str:
+        out = [self.title, "=" * len(self.title), *self.notes, ""]
+        for name, value in self.inputs:
+            out += [f"{name} =", grid_text(value), ""]
+        for step in self.steps:
+            out += [f"{step.name}: {step.formula}", *(f"  {line}" for line in step.lines)]
+            for name, value in [*step.worked, (step.name, step.by_hand)]:
+                out += [f"{name} =", grid_text(value)]
+            out += [f"check: {step.kernel_name} gives the same {step.name}: {'yes' if step.ok else 'NO'}", ""]
+        return "\n".join(out)
+
+    def markdown(self) -> str:
+        out = [f"# {self.title}", "", *self.notes, "", f"`{self.command}`", ""]
+        for name, value in self.inputs:
+            out += [f"$${_latex_name(name)} = {_bmatrix(value)}$$", ""]
+        for step in self.steps:
+            out += [f"## {step.name}", "", f"$${step.latex}$$", ""]
+            out += [f"- `{line}`" for line in step.lines] + [""]
+            for name, value in [*step.worked, (step.name, step.by_hand)]:
+                out += [f"$${_latex_name(name)} = {_bmatrix(value)}$$", ""]
+            out += [f"Check: `{step.kernel_name}` gives the same {step.name}: **{'yes' if step.ok else 'NO'}**.", ""]
+        return "\n".join(out)
+
+
+def number(v) -> str:
+    """Integers as integers, other values to 4 significant digits."""
+    v = float(v)
+    return str(int(v)) if v == int(v) and abs(v) < 1e15 else f"{v:.4g}"
+
+
+def grid_text(a: np.ndarray) -> str:
+    """A matrix as rows of right-aligned numbers, as the text derivation prints it."""
+    a = np.atleast_2d(a)
+    cells = [[number(v) for v in row] for row in a]
+    width = max(len(c) for row in cells for c in row)
+    return "\n".join("  [" + " ".join(c.rjust(width) for c in row) + "]" for row in cells)
+
+
+def _bmatrix(a: np.ndarray) -> str:
+    a = np.atleast_2d(a)
+    return r"\begin{bmatrix}" + r" \\ ".join(" & ".join(number(v) for v in row) for row in a) + r"\end{bmatrix}"
+
+
+def _latex_name(name: str) -> str:
+    return name.replace("dX_hat", r"\partial\hat{X}").replace("d", r"\partial ", 1) if name.startswith("d") else name
+
+
+def readable(shape, start=1) -> np.ndarray:
+    """1, 2, 3, ... laid out row by row: an input whose cells are easy to follow."""
+    return np.arange(start, start + int(np.prod(shape)), dtype=np.float64).reshape(shape)
+
+
+def signed(shape) -> np.ndarray:
+    """1, -2, 3, -1, 2, -3, ...: a gradient of small integers of both signs."""
+    k = np.arange(int(np.prod(shape)))
+    return ((k % 3 + 1) * (-1.0) ** k).reshape(shape)
+
+
+def inline(a: np.ndarray) -> str:
+    """A small matrix on one line: [[0, 2], [-1, 1]]."""
+    return "[" + ", ".join("[" + ", ".join(number(v) for v in row) + "]" for row in np.atleast_2d(a)) + "]"
+
+
+def factor(v) -> str:
+    """A number as a factor of a product: negative ones in parentheses."""
+    return number(v) if v >= 0 else f"({number(v)})"
+
+
+def times(a, b) -> str:
+    """``a*b`` with negative factors in parentheses."""
+    return f"{factor(a)}*{factor(b)}"
+
+
+def window_command(layer, input_size, kernel_size, stride, padding, mode, center, dilation) -> str:
+    """The ``handgrad explain conv|pool`` command line that gives this derivation."""
+    text = f"handgrad explain {layer} --input {input_size[0]}x{input_size[1]} --kernel {_size(kernel_size)}"
+    if stride not in (None, 1):
+        text += f" --stride {stride}"
+    if padding:
+        text += f" --padding {padding}"
+    if mode != "xcorr":
+        text += f" --mode {mode}"
+    if center is not None:
+        text += f" --center {center[0]},{center[1]}"
+    if dilation != 1:
+        text += f" --dilation {dilation}"
+    return text
+
+
+def _size(value) -> str:
+    h, w = (value, value) if isinstance(value, int) else value
+    return f"{h}x{w}"
