@@ -12,7 +12,6 @@ from pathlib import Path
 
 import numpy as np
 
-from . import runs
 from .evaluate import confusion_matrix, evaluate_run
 from .model import named_leaves
 
@@ -21,11 +20,12 @@ SIZES = {"curves": (10, 4), "confusion": (7, 6), "filters": (8, 4), "feature_map
 MAPS_PER_LAYER = 8
 
 
-def _pyplot():
+def pyplot(command: str = "plot"):
+    """matplotlib.pyplot on the Agg backend, or an ImportError saying how to install it."""
     try:
         import matplotlib
     except ImportError:
-        raise ImportError("handgrad plot needs matplotlib: pip install 'handgrad[plot]'") from None
+        raise ImportError(f"handgrad {command} needs matplotlib: pip install 'handgrad[plot]'") from None
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
@@ -127,16 +127,14 @@ def feature_maps(model, image: np.ndarray, x: np.ndarray, out: Path, plt) -> Pat
 
 def plot_run(run_dir, data_dir=None, limit=None) -> list[Path]:
     """Write every figure of a run into ``run_dir/plots`` and return their paths."""
-    plt = _pyplot()
+    plt = pyplot()
     run_dir = Path(run_dir)
     result = evaluate_run(run_dir, data_dir, limit)
     model, state, images = result.model, result.state, result.images
     out = run_dir / "plots"
     out.mkdir(exist_ok=True)
     written = []
-    metrics = runs.read_metrics(run_dir)
-    if metrics:
-        written.append(curves(metrics, out, plt))
+    written.append(curves(state.metrics, out, plt))  # the checkpoint's rows, which metrics.jsonl copies
     written.append(confusion(result.labels, result.predictions, state.classes, out, plt))
     first = filters(model, out, plt)
     if first is not None:
