@@ -23,7 +23,7 @@ from handgrad.data import Normalizer
 from handgrad.optim import make_optimizer
 
 
-ROW = {"epoch": 1, "train_loss": 2.0, "test_accuracy": 0.5}  # a metrics row
+ROW = {**dict.fromkeys(runs.METRIC_COLUMNS, 0.5), "epoch": 1}  # a metrics row
 
 
 def _run(tmp_path, seed=0, optimizer="momentum"):
@@ -305,11 +305,31 @@ def test_metadata_that_is_not_a_json_object_is_refused(tmp_path, document):
         (lambda t, m: m.update(normalizer={"mean": None, "std": 1.0}), r"mean must be a finite number"),
         (lambda t, m: m.update(epoch=7), r"epoch must be an int in \[1, 5\], got 7"),
         (lambda t, m: m.update(metrics=[]), r"metrics must hold one row for each of epochs 1 to 1, got \[\]"),
+        (lambda t, m: m["metrics"][0].pop("test_loss"), r"metrics row 1: missing keys \['test_loss'\]"),
+        (lambda t, m: m["metrics"][0].update(lr="fast"), r"metrics row 1 must hold finite numbers"),
+        (lambda t, m: m["normalizer"].pop("std"), r"normalizer: missing keys \['std'\]"),
+        (lambda t, m: m["config"].pop("lr"), r"config: missing keys \['lr'\]"),
+        (lambda t, m: m["config"].update(momentum="0.9"), r"momentum must be a number, got '0.9'"),
         (lambda t, m: m["config"].update(lr=-1.0), r"lr must be a finite number > 0, got -1.0"),
         (lambda t, m: m["config"].update(model="resnet"), r"model must be one of .*got 'resnet'"),
         (lambda t, m: m.update(config=[1]), r"bad metadata"),
     ],
-    ids=["few classes", "classes a string", "std 0", "mean null", "epoch", "metrics", "lr", "model", "config"],
+    ids=[
+        "few classes",
+        "classes a string",
+        "std 0",
+        "mean null",
+        "epoch",
+        "metrics",
+        "metrics key",
+        "metrics value",
+        "normalizer key",
+        "config key",
+        "config type",
+        "lr",
+        "model",
+        "config",
+    ],
 )
 def test_metadata_is_checked_before_use(tmp_path, capsys, edit, message):
     path = _tampered(tmp_path, edit)

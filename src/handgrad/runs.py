@@ -32,6 +32,9 @@ CHECKPOINT = "checkpoint.safetensors"
 METRICS = "metrics.jsonl"
 CONFIG = "config.json"
 DTYPES = ("float32", "float64")
+METRIC_COLUMNS = (
+    "epoch", "lr", "train_loss", "train_accuracy", "test_loss", "test_accuracy", "train_seconds", "images_per_second"
+)  # fmt: skip
 PREFIXES = ("model.", "buffers.", "optimizer.")  # the checkpoint's arrays: parameters, running statistics, optimiser
 
 
@@ -76,6 +79,9 @@ class TrainConfig:
                 continue
             if isinstance(value, bool) or not isinstance(value, int) or value < least:
                 raise ValueError(f"{name} must be an int >= {least}, got {value!r}")
+        for name in ("lr", "momentum", "weight_decay", "gamma"):
+            if not _is_number(getattr(self, name)):
+                raise ValueError(f"{name} must be a number, got {getattr(self, name)!r}")
         check_rates(self.lr, self.weight_decay, "TrainConfig")
         check_momentum(self.momentum, "TrainConfig")
         if not (math.isfinite(self.gamma) and self.gamma > 0):
@@ -83,11 +89,22 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, values: dict) -> TrainConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = set(values) - known
-        if unknown:
-            raise ValueError(f"unknown configuration keys {sorted(unknown)}")
+        """A configuration that names every field, and nothing else (a default never fills a gap)."""
+        _check_keys(values, [f.name for f in fields(cls)], "config")
         return cls(**values)
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _check_keys(value, keys, what: str) -> None:
+    """``value`` must be a JSON object with exactly ``keys``."""
+    if not isinstance(value, dict):
+        raise ValueError(f"{what} must be an object with keys {list(keys)}, got {type(value).__name__}")
+    missing, unknown = [k for k in keys if k not in value], sorted(set(value) - set(keys))
+    if missing or unknown:
+        raise ValueError(f"{what}: missing keys {missing}, unknown keys {unknown}")
 
 
 @dataclass
@@ -139,6 +156,7 @@ def load_state(run_dir) -> RunState:
         config, epoch = TrainConfig.from_dict(meta["config"]), meta["epoch"]
         if isinstance(epoch, bool) or not isinstance(epoch, int) or not 1 <= epoch <= config.epochs:
             raise ValueError(f"epoch must be an int in [1, {config.epochs}], got {epoch!r}")
+        _check_keys(meta["normalizer"], ["mean", "std"], "normalizer")
         normalizer = Normalizer(**meta["normalizer"])
         classes = meta["classes"]
         if not isinstance(classes, list) or len(classes) < 2 or not all(isinstance(c, str) for c in classes):
@@ -150,10 +168,13 @@ def load_state(run_dir) -> RunState:
 
 
 def _checked_metrics(rows, epoch: int) -> list[dict]:
-    """Rows must be JSON objects for epochs 1, 2, ..., ``epoch`` in order."""
-    epochs = [row.get("epoch") if isinstance(row, dict) else row for row in rows] if isinstance(rows, list) else rows
-    if epochs != list(range(1, epoch + 1)):
-        raise ValueError(f"metrics must hold one row for each of epochs 1 to {epoch}, got {epochs!r}")
+    """One row per epoch 1, 2, ..., ``epoch`` in order, each with the finite numbers of ``METRIC_COLUMNS``."""
+    if not isinstance(rows, list) or len(rows) != epoch:
+        raise ValueError(f"metrics must hold one row for each of epochs 1 to {epoch}, got {rows!r:.80}")
+    for number, row in enumerate(rows, start=1):
+        _check_keys(row, METRIC_COLUMNS, f"metrics row {number}")
+        if row["epoch"] != number or not all(_is_number(v) and math.isfinite(v) for v in row.values()):
+            raise ValueError(f"metrics row {number} must hold finite numbers for epoch {number}, got {row}")
     return rows
 
 
