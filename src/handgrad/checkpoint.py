@@ -174,12 +174,7 @@ def _metadata(path: Path, header: dict) -> dict:
     stored = header.get(METADATA_DIGEST)
     if stored is not None and hashlib.sha256(document.encode()).hexdigest() != stored:
         raise CheckpointError(f"{path}: the metadata is damaged: its SHA-256 does not match the one stored")
-    try:
-        meta = json.loads(document)
-    except json.JSONDecodeError as error:
-        raise CheckpointError(f"{path}: the metadata is not JSON ({error})") from None
-    if not isinstance(meta, dict):
-        raise CheckpointError(f"{path}: the metadata must be a JSON object, found {type(meta).__name__}")
+    meta = json_object(document, f"{path}: the metadata", CheckpointError)
     found = (meta.pop("format", None), meta.pop("version", None))
     if found != (FORMAT, VERSION):
         raise CheckpointError(
@@ -189,6 +184,17 @@ def _metadata(path: Path, header: dict) -> dict:
     if stored is None or DIGESTS not in meta:
         raise CheckpointError(f"{path}: the digests of the metadata or of the arrays are missing")
     return meta
+
+
+def json_object(text: str, where: str, error: type[Exception] = ValueError) -> dict:
+    """``text`` parsed as JSON, which must be an object; otherwise ``error`` says so, naming ``where``."""
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as problem:
+        raise error(f"{where}: expected a JSON object, found {text[:40]!r}, which is not JSON ({problem})") from None
+    if not isinstance(value, dict):
+        raise error(f"{where}: expected a JSON object, found a {type(value).__name__}")
+    return value
 
 
 def strip_prefix(tensors: dict[str, np.ndarray], prefix: str) -> dict[str, np.ndarray]:

@@ -195,7 +195,7 @@ def restore(state: RunState, model, optimizer=None, rng=None, where="checkpoint"
     if rng is not None:
         try:
             type(rng.bit_generator)().state = state.meta["rng"]
-        except (TypeError, ValueError, KeyError) as error:
+        except (TypeError, ValueError, KeyError, OverflowError) as error:
             raise checkpoint.CheckpointError(
                 f"{where}: the RNG state does not fit a {type(rng.bit_generator).__name__} generator ({error!r})"
             ) from None
@@ -231,18 +231,8 @@ def read_metrics(run_dir) -> list[dict]:
     path = Path(run_dir) / METRICS
     if not path.exists():
         return []
-    rows = []
-    for number, line in enumerate(path.read_text().splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as error:
-            raise ValueError(f"{path}, line {number}: expected a JSON object, found {line[:40]!r} ({error})") from None
-        if not isinstance(row, dict):
-            raise ValueError(f"{path}, line {number}: expected a JSON object, found {line[:40]!r}")
-        rows.append(row)
-    return rows
+    lines = enumerate(path.read_text().splitlines(), start=1)
+    return [checkpoint.json_object(line, f"{path}, line {number}") for number, line in lines if line.strip()]
 
 
 def write_metrics(run_dir, rows: list[dict]) -> None:
