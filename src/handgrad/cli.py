@@ -262,7 +262,7 @@ def _train(args) -> int:
     if result.resumed_after == config.epochs:
         print(
             f"{run_dir}: complete, all {config.epochs} epochs done; to train further, raise --epochs: "
-            f"handgrad train --resume {run_dir} --epochs {config.epochs + 5}"
+            f"handgrad train --resume {run_dir} --epochs N, with N > {config.epochs}"
         )
         return 0
     last = result.metrics[-1]

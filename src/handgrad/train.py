@@ -48,7 +48,8 @@ def train(config: runs.TrainConfig, run_dir, *, resume=False, dataset=None, data
     dtype = np.dtype(config.dtype)
 
     if run_dir.exists() and not run_dir.is_dir():
-        raise ValueError(f"{run_dir} is a file, not a run folder: " + ("--resume RUN" if resume else "choose another --out"))
+        advice = "--resume takes a run's folder" if resume else "choose another --out"
+        raise ValueError(f"{run_dir} is a file, not a run folder: {advice}")
     if not resume and (run_dir / runs.CHECKPOINT).exists():
         raise FileExistsError(f"{run_dir} already holds a run: continue it with --resume, or choose another --out")
     if resume:
