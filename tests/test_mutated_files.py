@@ -7,8 +7,8 @@ so a flipped data byte is a different valid file) the array an independent parse
 format's description finds; for PNG files and checkpoints, whose chunks and arrays are covered by CRCs and
 digests, exactly what the unmutated file holds.
 
-The suite runs a few hundred examples of each property (the ``handgrad`` profile, derandomised so that it
-is reproducible).  For thousands, with fresh random draws::
+The suite runs a few hundred examples of each property (the ``handgrad`` profile of conftest.py,
+derandomised so that it is reproducible).  For thousands, with fresh random draws::
 
     .venv/bin/python -m pytest tests/test_mutated_files.py --hypothesis-profile thorough
 """
@@ -22,10 +22,11 @@ import math
 import re
 import struct
 import zlib
+from typing import NamedTuple
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, assume, event, given, settings
+from hypothesis import assume, event, given
 from hypothesis import strategies as st
 from PIL import Image
 
@@ -34,17 +35,6 @@ from handgrad.checkpoint import CheckpointError
 from handgrad.data import IDXError, ImageError, Normalizer, read_idx, read_images
 from handgrad.data.idx import DTYPES, MAX_BYTES, MAX_RANK
 from handgrad.optim import make_optimizer
-
-settings.register_profile(
-    "handgrad", max_examples=300, deadline=None, derandomize=True, database=None, print_blob=True,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-)  # fmt: skip
-settings.register_profile(
-    "thorough", parent=settings.get_profile("handgrad"), max_examples=5000, derandomize=False
-)
-if settings._current_profile == "default":  # noqa: SLF001 (no public getter): --hypothesis-profile wins
-    settings.load_profile("handgrad")
-
 
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory):
@@ -185,8 +175,17 @@ def test_a_mutated_png_reads_as_the_original_or_raises_image_error(workdir, orig
 # --- checkpoints ----------------------------------------------------------------------------------------
 
 
+class Saved(NamedTuple):
+    data: bytes
+    tensors: dict
+    meta: dict
+
+    def __repr__(self):  # Hypothesis prints its arguments with a failing example: not 100 kB of bytes
+        return f"Saved(<{len(self.data):,} bytes: {sorted(self.tensors)}>)"
+
+
 @pytest.fixture(scope="module")
-def saved(workdir):
+def saved(workdir) -> Saved:
     """A small run's checkpoint (strided-conv, momentum state after one step): its bytes, arrays and metadata."""
     rng = np.random.default_rng(0)
     model, loss = presets.build("strided-conv", rng)
@@ -198,8 +197,7 @@ def saved(workdir):
     classes = [str(i) for i in range(10)]
     rows = [{**dict.fromkeys(runs.METRIC_COLUMNS, 0.125), "epoch": 1}]
     path = runs.save_state(workdir, model, optimizer, config, 1, rng, Normalizer(0.25, 0.5), classes, rows)
-    tensors, meta = checkpoint.load(path)
-    return path.read_bytes(), tensors, meta
+    return Saved(path.read_bytes(), *checkpoint.load(path))
 
 
 def _restore(path):
