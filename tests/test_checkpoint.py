@@ -405,6 +405,8 @@ def test_temporary_files_of_killed_saves_are_removed_by_the_next_save(tmp_path):
     assert stale.exists()
     alive = tmp_path / f".{runs.CHECKPOINT}.{os.getppid()}.tmp"  # a process that still runs keeps its file
     alive.write_bytes(b"")
+    impossible = tmp_path / f".{runs.CHECKPOINT}.{2**70}.tmp"
+    impossible.write_bytes(b"")
     _run(tmp_path)
-    assert not stale.exists() and alive.exists()
+    assert not stale.exists() and not impossible.exists() and alive.exists()
     assert runs.load_state(tmp_path).epoch == 1

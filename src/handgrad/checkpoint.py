@@ -47,7 +47,7 @@ def _temporary(path: Path, pid: int) -> Path:
 def _running(pid: int) -> bool:
     try:
         os.kill(pid, 0)  # signal 0: only asks whether the process exists
-    except ProcessLookupError:
+    except (ProcessLookupError, OverflowError):  # no such process, or a number no process can have
         return False
     except PermissionError:  # it exists, and belongs to someone else
         return True
