@@ -40,7 +40,7 @@ def _usage_error(capsys, argv, *fragments):
         (["--schedule", "step", "--gamma", "0"], "gamma must be a finite number > 0, got 0.0"),
         (["--optimizer", "momentum", "--momentum", "5"], "momentum must be in [0, 1), got 5.0"),
         (["--momentum", "0.5"], "--momentum applies to --optimizer momentum or nesterov, not sgd"),
-        (["--optimizer", "adam", "--momentum", "0.5"], "--momentum applies to --optimizer momentum or nesterov, not adam"),
+        (["--optimizer", "adam", "--momentum", "0.5"], "--momentum applies to --optimizer momentum or nesterov"),
     ],
 )
 def test_bad_training_settings_are_refused_before_anything_starts(tmp_path, capsys, options, message):

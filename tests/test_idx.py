@@ -76,7 +76,7 @@ BAD_FILES = [
     ),
     ("rank", lambda: b"\x00\x00\x08\x00", r"rank: expected 1 to 8, found 0"),
     *(
-        (f"rank {rank}", lambda rank=rank: bytes([0, 0, 8, rank]) + bytes(4 * rank), rf"rank: expected 1 to 8, found {rank}")
+        (f"rank {rank}", lambda r=rank: bytes([0, 0, 8, r]) + bytes(4 * r), rf"rank: expected 1 to 8, found {rank}")
         for rank in (9, 65, 100, 255)
     ),
     ("short header", lambda: b"\x00\x00", r"magic number: expected 4 bytes, found only 2"),

@@ -147,7 +147,8 @@ def test_a_mutated_idx_file_reads_as_the_format_says_or_raises_idx_error(workdir
 def png_files(draw) -> bytes:
     height, width = draw(st.integers(1, 40)), draw(st.integers(1, 40))
     mode = draw(st.sampled_from(["L", "I;16", "RGB", "LA"]))
-    dtype, channels = {"L": (np.uint8, ()), "I;16": (np.uint16, ()), "RGB": (np.uint8, (3,)), "LA": (np.uint8, (2,))}[mode]
+    modes = {"L": (np.uint8, ()), "I;16": (np.uint16, ()), "RGB": (np.uint8, (3,)), "LA": (np.uint8, (2,))}
+    dtype, channels = modes[mode]
     seed = draw(st.integers(0, 2**32 - 1))
     pixels = np.random.default_rng(seed).integers(0, np.iinfo(dtype).max + 1, (height, width, *channels)).astype(dtype)
     buffer = io.BytesIO()
@@ -278,7 +279,8 @@ def header_edits(draw, header: dict):
             parent = parent[key]
         parent[draw(st.text(max_size=12))] = parent.pop(path[-1])
     else:
-        _set(header, path, _DELETE if choice == "delete" else draw(JSON_VALUES | st.sampled_from(["BF16", "F16", "I64"])))
+        value = _DELETE if choice == "delete" else draw(JSON_VALUES | st.sampled_from(["BF16", "F16", "I64"]))
+        _set(header, path, value)
     return header
 
 

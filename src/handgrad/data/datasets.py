@@ -59,22 +59,28 @@ class Dataset:
     def check(self, image_size: tuple[int, int]) -> None:
         """Raise ValueError unless each split is at least one uint8 image of ``image_size`` with one label in
         [0, K) per image, K the number of classes."""
-        k = len(self.classes)
+        k, where = len(self.classes), f"dataset {self.spec.name}"
         for split in ("train", "test"):
             images, labels = getattr(self, f"{split}_images"), getattr(self, f"{split}_labels")
-            where = f"dataset {self.spec.name}"
-            if not isinstance(images, np.ndarray) or images.dtype != np.uint8 or images.shape[1:] != tuple(image_size):
-                found = f"{images.dtype} {images.shape}" if isinstance(images, np.ndarray) else type(images).__name__
-                raise ValueError(f"{where}: {split}_images must be uint8 (N, {image_size[0]}, {image_size[1]}), got {found}")
-            if not isinstance(labels, np.ndarray) or labels.dtype.kind not in "iu" or labels.shape != images.shape[:1]:
-                found = f"{labels.dtype} {labels.shape}" if isinstance(labels, np.ndarray) else type(labels).__name__
-                raise ValueError(f"{where}: {split}_labels must be integers ({len(images)},), one per image, got {found}")
+            if not _is_array(images, "u", (len(images), *image_size)) or images.dtype != np.uint8:
+                shape = f"(N, {image_size[0]}, {image_size[1]})"
+                raise ValueError(f"{where}: {split}_images must be uint8 {shape}, got {_kind(images)}")
+            if not _is_array(labels, "iu", (len(images),)):
+                expected = f"integers ({len(images)},), one per image"
+                raise ValueError(f"{where}: {split}_labels must be {expected}, got {_kind(labels)}")
             if len(labels) == 0:
                 raise ValueError(f"{where}: no {split} images")
             if labels.min() < 0 or labels.max() >= k:
-                raise ValueError(
-                    f"{where}: {split}_labels must lie in [0, {k - 1}], got values from {labels.min()} to {labels.max()}"
-                )
+                low, high = labels.min(), labels.max()
+                raise ValueError(f"{where}: {split}_labels must lie in [0, {k - 1}], got values from {low} to {high}")
+
+
+def _is_array(value, kinds: str, shape: tuple) -> bool:
+    return isinstance(value, np.ndarray) and value.dtype.kind in kinds and value.shape == shape
+
+
+def _kind(value) -> str:
+    return f"{value.dtype} {value.shape}" if isinstance(value, np.ndarray) else type(value).__name__
 
 
 _MNIST_FILES = {

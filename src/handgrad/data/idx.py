@@ -9,9 +9,9 @@ Layout (all integers big-endian)::
     then       d_1 * ... * d_R items, row-major, and nothing after them
 
 A file may be gzip-compressed (recognised by its first two bytes, 1f 8b).  The reader checks each field,
-refuses a rank over ``MAX_RANK`` and sizes over ``max_bytes`` before allocating anything (a header that claims 2^32-1 images, a gzip
-bomb), checks that the data has exactly the length the header implies, and reads a gzip stream to its
-end so that its CRC and length are verified.
+refuses a rank over ``MAX_RANK`` and sizes over ``max_bytes`` before allocating anything (a header that
+claims 2^32-1 images, a gzip bomb), checks that the data has exactly the length the header implies, and
+reads a gzip stream to its end so that its CRC and length are verified.
 """
 
 from __future__ import annotations
@@ -79,8 +79,8 @@ def read_idx(path, max_bytes: int = MAX_BYTES) -> np.ndarray:
             # has no data but a shape no array can take
             bound = int(np.prod([max(d, 1) for d in dims], dtype=object)) * dtype.itemsize
             if bound > max_bytes:
-                zeros = " (each dimension 0 counted as 1)" if 0 in dims else ""
-                raise IDXError(path, "dimensions", f"at most {max_bytes:,} bytes of data", f"{dims} = {bound:,} bytes{zeros}")
+                found = f"{dims} = {bound:,} bytes" + (" (each dimension 0 counted as 1)" if 0 in dims else "")
+                raise IDXError(path, "dimensions", f"at most {max_bytes:,} bytes of data", found)
             if not compressed:
                 size = os.fstat(raw.fileno()).st_size
                 if size != header_bytes + nbytes:
