@@ -27,6 +27,12 @@ def check_momentum(momentum: float, where: str) -> None:
         raise ValueError(f"{where}: momentum must be in [0, 1), got {momentum}")
 
 
+def check_gamma(gamma: float, where: str) -> None:
+    """The step schedule's factor: a finite number > 0 (a negative one turns the learning rate negative)."""
+    if not (math.isfinite(gamma) and gamma > 0):
+        raise ValueError(f"{where}: gamma must be a finite number > 0, got {gamma}")
+
+
 class Optimizer:
     slots: tuple[str, ...] = ()  # names of the per-parameter buffers
 
@@ -175,8 +181,7 @@ def step_lr(base_lr: float, step_size: int, gamma: float = 0.1):
     """``eta_e = eta_0 * gamma ^ floor(e / step_size)`` for epoch e (from 0), as ``torch.optim.lr_scheduler.StepLR``."""
     if step_size < 1:
         raise ValueError(f"step schedule: step_size must be >= 1, got {step_size}")
-    if not (math.isfinite(gamma) and gamma > 0):
-        raise ValueError(f"step schedule: gamma must be a finite number > 0, got {gamma}")
+    check_gamma(gamma, "step schedule")
     return lambda epoch: base_lr * gamma ** (epoch // step_size)
 
 

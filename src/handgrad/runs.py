@@ -26,7 +26,7 @@ import numpy as np
 from . import checkpoint, presets
 from .data import DATASETS, NORMALIZATIONS, Normalizer
 from .init import INITIALIZERS
-from .optim import OPTIMIZERS, SCHEDULES, check_momentum, check_rates
+from .optim import OPTIMIZERS, SCHEDULES, check_gamma, check_momentum, check_rates
 
 CHECKPOINT = "checkpoint.safetensors"
 METRICS = "metrics.jsonl"
@@ -84,8 +84,7 @@ class TrainConfig:
                 raise ValueError(f"{name} must be a number, got {getattr(self, name)!r}")
         check_rates(self.lr, self.weight_decay, "TrainConfig")
         check_momentum(self.momentum, "TrainConfig")
-        if not (math.isfinite(self.gamma) and self.gamma > 0):
-            raise ValueError(f"TrainConfig: gamma must be a finite number > 0, got {self.gamma}")
+        check_gamma(self.gamma, "TrainConfig")
 
     @classmethod
     def from_dict(cls, values: dict) -> TrainConfig:
