@@ -89,3 +89,17 @@ def test_without_matplotlib_nothing_is_computed(tmp_path, capsys, monkeypatch):
     assert cli.main(["compare", "--steps", "1", "--out", str(out)]) == 1
     one_line_error(capsys, "handgrad compare needs matplotlib: pip install 'handgrad[plot]'")
     assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    "settings, message",
+    [
+        ({"steps": 0}, "steps must be a positive int, got 0"),
+        ({"train_limit": -5}, "train_limit must be a positive int, got -5"),
+        ({"lr": float("inf")}, "lr must be a finite number > 0, got inf"),
+        ({"momentum": 1.0}, r"momentum must be in \[0, 1\), got 1.0"),
+    ],
+)
+def test_settings_are_checked_before_the_work(settings, message):
+    with pytest.raises(ValueError, match=message):
+        CompareConfig(**settings)

@@ -45,10 +45,10 @@ class CompareConfig:
     train_limit: int | None = None
 
     def __post_init__(self):
-        for name in ("steps", "batch_size", "train_limit"):
-            value = getattr(self, name)
-            if value is not None or name != "train_limit":
-                positive_int(value, name, "CompareConfig")
+        for name in ("steps", "batch_size"):
+            positive_int(getattr(self, name), name, "CompareConfig")
+        if self.train_limit is not None:
+            positive_int(self.train_limit, "train_limit", "CompareConfig")
         check_rates(self.lr, self.weight_decay, "CompareConfig")
         check_momentum(self.momentum, "CompareConfig")
 
