@@ -107,6 +107,7 @@ def _bad_files(tmp_path, rng):
         "photo.png": (b"\xff\xd8\xff\xe0\x00\x10JFIF" + bytes(100), ImageError, r"expected a PNG image or an IDX file"),
         "notes.png": (b"hello, world\n", ImageError, r"found neither \(the file begins with b'hello, w'\)"),
         "labels.idx": (idx_bytes(np.arange(10, dtype=np.uint8)), IDXError, r"expected uint8 images of 28x28"),
+        "none.idx": (idx_bytes(np.zeros((0, 28, 28), np.uint8)), IDXError, r"images: expected at least one image"),
         "loop": (None, ImageError, r"loop: expected a readable file, found Too many levels of symbolic links"),
         "folder": (None, ImageError, r"folder: expected a readable file, found Is a directory"),
     }

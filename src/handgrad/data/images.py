@@ -92,19 +92,20 @@ def read_images(path, size: tuple[int, int], invert: bool = False) -> Images:
                 f"{pixels.dtype} {pixels.shape}",
             )
         pixels = pixels.reshape(-1, *size)
+        if not len(pixels):
+            raise IDXError(path, "images", "at least one image", "none")
         names = [f"{path}[{i}]" for i in range(len(pixels))]
     else:
         raise ImageError(path, "a PNG image or an IDX file", f"neither (the file begins with {data[:8]!r})")
     if invert:
         pixels = 255 - pixels
-    if len(pixels):
-        border = np.concatenate([pixels[:, 0], pixels[:, -1], pixels[:, :, 0], pixels[:, :, -1]], axis=1).mean()
-        if border >= LIGHT_BORDER:
-            advice = "without --invert" if invert else "with --invert"
-            notes.append(
-                f"{path}: the background looks light (mean border grey level {border:.0f} of 255) where the model "
-                f"expects light objects on a dark background: try {advice}"
-            )
+    border = np.concatenate([pixels[:, 0], pixels[:, -1], pixels[:, :, 0], pixels[:, :, -1]], axis=1).mean()
+    if border >= LIGHT_BORDER:
+        advice = "without --invert" if invert else "with --invert"
+        notes.append(
+            f"{path}: the background looks light (mean border grey level {border:.0f} of 255) where the model "
+            f"expects light objects on a dark background: try {advice}"
+        )
     return Images(pixels, names, notes)
 
 
