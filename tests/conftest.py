@@ -2,6 +2,21 @@ from collections import defaultdict
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, settings
+
+# Property-based tests (test_mutated_files.py): a few hundred reproducible examples in the suite;
+# ``pytest --hypothesis-profile thorough`` draws thousands of fresh ones.
+settings.register_profile(
+    "handgrad",
+    max_examples=300,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    print_blob=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+settings.register_profile("thorough", parent=settings.get_profile("handgrad"), max_examples=5000, derandomize=False)
+settings.load_profile("handgrad")  # --hypothesis-profile, applied after this file is read, overrides it
 
 # (layer, oracle) -> [configurations checked, worst relative error]; printed after the run.
 ORACLE_REPORT = defaultdict(lambda: [0, 0.0])

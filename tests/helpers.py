@@ -119,3 +119,12 @@ def sweep_geometries(kernels=range(1, 6), strides=(1, 2, 3), paddings=(0, 1, 2))
                 "mode": mode,
                 "size": size,
             }
+
+
+def one_line_error(capsys, *fragments) -> str:
+    """The command's stderr: one line holding every fragment, and no traceback."""
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+    for fragment in fragments:
+        assert fragment in err, err
+    return err

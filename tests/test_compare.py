@@ -4,9 +4,11 @@
 from __future__ import annotations
 
 import csv
+import sys
 
 import numpy as np
 import pytest
+from helpers import one_line_error
 from PIL import Image
 
 from handgrad import cli
@@ -71,3 +73,32 @@ def test_command_line_writes_curves_and_a_verdict(tmp_path, capsys):
     image = Image.open(out / "compare.png")
     assert image.format == "PNG" and image.size == (800, 700)
     assert np.asarray(image).std() > 0  # something was drawn
+    written = (out / "compare.csv").read_bytes()
+    assert cli.main(args) == 1  # a second comparison into the same folder is refused, as train refuses
+    one_line_error(capsys, f"{out} already holds a comparison (compare.csv): choose another --out")
+    assert (out / "compare.csv").read_bytes() == written
+
+
+def test_without_matplotlib_nothing_is_computed(tmp_path, capsys, monkeypatch):
+    import handgrad.compare
+
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib raises ImportError
+    monkeypatch.setattr(handgrad.compare, "compare", lambda *a, **k: pytest.fail("compare ran without matplotlib"))
+    out = tmp_path / "cmp"
+    assert cli.main(["compare", "--steps", "1", "--out", str(out)]) == 1
+    one_line_error(capsys, "handgrad compare needs matplotlib: pip install 'handgrad[plot]'")
+    assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    "settings, message",
+    [
+        ({"steps": 0}, "steps must be a positive int, got 0"),
+        ({"train_limit": -5}, "train_limit must be a positive int, got -5"),
+        ({"lr": float("inf")}, "lr must be a finite number > 0, got inf"),
+        ({"momentum": 1.0}, r"momentum must be in \[0, 1\), got 1.0"),
+    ],
+)
+def test_settings_are_checked_before_the_work(settings, message):
+    with pytest.raises(ValueError, match=message):
+        CompareConfig(**settings)

@@ -74,7 +74,11 @@ BAD_FILES = [
         lambda: b"\x00\x00\x07\x01" + struct.pack(">I", 1) + b"x",
         r"dtype code: expected one of 0x08, .*found 0x07",
     ),
-    ("rank", lambda: b"\x00\x00\x08\x00", r"rank: expected at least 1, found 0"),
+    ("rank", lambda: b"\x00\x00\x08\x00", r"rank: expected 1 to 8, found 0"),
+    *(
+        (f"rank {rank}", lambda r=rank: bytes([0, 0, 8, r]) + bytes(4 * r), rf"rank: expected 1 to 8, found {rank}")
+        for rank in (9, 65, 100, 255)
+    ),
     ("short header", lambda: b"\x00\x00", r"magic number: expected 4 bytes, found only 2"),
     (
         "short dimensions",
@@ -91,6 +95,11 @@ BAD_FILES = [
         "absurd count",
         lambda: b"\x00\x00\x08\x03" + struct.pack(">3I", 2**32 - 1, 28, 28) + bytes(100),
         r"dimensions: expected at most 1,073,741,824 bytes of data, found \(4294967295, 28, 28\)",
+    ),
+    (
+        "zero beside huge dimensions",
+        lambda: b"\x00\x00\x08\x03" + struct.pack(">3I", 0, 2**32 - 1, 2**32 - 1),
+        r"dimensions: expected at most .* found \(0, 4294967295, 4294967295\) = .* \(each dimension 0 counted as 1\)",
     ),
 ]
 

@@ -79,3 +79,38 @@ def test_float32_stays_float32(rng):
     dx = model.backward(loss.backward())
     assert dx.dtype == np.float32
     assert all(g.dtype == np.float32 for g in model.grads.values())
+
+
+def test_softmax_layer_and_cross_entropy_stay_finite_and_silent_at_large_logits():
+    """A true class whose probability underflows costs -ln tiny, not infinity, and its gradient stays finite."""
+    z = np.array([[1e4, -1e4, 0.0], [0.0, 200.0, -200.0], [1.0, 2.0, 3.0], [-1e4, 1e4, 0.0]])
+    labels = np.array([1, 2, 2, 1])  # rows 0 and 1: the true class is far behind; row 3: far ahead
+    for dtype in (np.float32, np.float64):
+        softmax, ce, fused = Softmax(), CrossEntropy(), SoftmaxCrossEntropy()
+        with warnings.catch_warnings(), np.errstate(under="ignore"):  # exp(-2e4) underflowing to 0 is expected
+            warnings.simplefilter("error")
+            loss = ce.forward(softmax.forward(z.astype(dtype)), labels)
+            dz = softmax.backward(ce.backward())
+        # expected in float64 from the logits: -ln max(Y, tiny) = min(logsumexp(z) - z_t, -ln tiny)
+        m = z.max(axis=1)
+        lse = m + np.log(np.exp(z - m[:, None]).sum(axis=1))
+        per_row = np.minimum(lse - z[np.arange(4), labels], -np.log(np.finfo(dtype).tiny))
+        assert_close(loss, per_row.mean(), 1e-6 if dtype == np.float32 else 1e-14)
+        assert np.all(np.isfinite(dz)) and dz.dtype == dtype
+        fused.forward(z.astype(dtype), labels)
+        exact = fused.backward()
+        assert_close(dz[2:], exact[2:], 1e-6)  # where nothing underflows, the Jacobian path is the fused one
+
+
+def test_cross_entropy_of_probabilities_that_underflowed_to_zero_is_finite():
+    for dtype in (np.float32, np.float64):
+        tiny = np.finfo(dtype).tiny
+        for reduction in ("mean", "sum"):
+            loss = CrossEntropy(reduction)
+            y = np.array([[1.0, 0.0], [0.5, 0.5], [1.0, tiny / 8]], dtype=dtype)  # 0 and a subnormal
+            value = loss.forward(y, np.array([1, 0, 1]))
+            dy = loss.backward()
+            scale = 1 / 3 if reduction == "mean" else 1.0
+            assert_close(value, scale * (2 * -np.log(tiny) + np.log(2)), 1e-6)
+            assert np.all(np.isfinite(dy)) and dy.dtype == dtype
+            assert_close(dy, scale * np.array([[0, -1 / tiny], [-2, 0], [0, -1 / tiny]]), 1e-6)

@@ -69,8 +69,13 @@ def test_bad_state_changes_nothing(rng):
     tensors, meta = optimizer.state_dict()
     with pytest.raises(ValueError, match=r"'momentum.w' has shape \(3,\), expected \(2, 2\)"):
         optimizer.load_state_dict({"momentum.w": np.zeros(3)}, meta)
-    with pytest.raises(ValueError, match="unexpected buffer 'velocity.w'"):
+    with pytest.raises(ValueError, match=r"missing buffers \['momentum.w'\], unexpected \['velocity.w'\]"):
         optimizer.load_state_dict({"velocity.w": np.zeros((2, 2))}, meta)
+    with pytest.raises(ValueError, match=r"after 1 steps of SGD: missing buffers \['momentum.w'\], unexpected \[\]"):
+        optimizer.load_state_dict({}, meta)  # momentum would restart at zero: the resumed run would differ
+    for bad in ({"t": -1}, {"t": 1.5}, {"lr": float("inf")}, {"lr": "0.1"}):
+        with pytest.raises(ValueError, match="step count t must be an int >= 0|lr must be a"):
+            optimizer.load_state_dict(tensors, {**meta, **bad})
     with pytest.raises(ValueError, match="optimiser state is for 'Adam', not 'SGD'"):
         optimizer.load_state_dict(tensors, {**meta, "type": "Adam"})
     np.testing.assert_array_equal(optimizer.buffers["momentum"]["w"], np.ones((2, 2)))
@@ -79,8 +84,16 @@ def test_bad_state_changes_nothing(rng):
 
 def test_bad_hyper_parameters_and_missing_gradients(rng):
     params = {"w": rng.standard_normal(2)}
-    with pytest.raises(ValueError, match="lr must be > 0, got 0"):
+    with pytest.raises(ValueError, match="lr must be a finite number > 0, got 0"):
         SGD(params, lr=0)
+    for lr in (float("inf"), float("nan"), float("1e400")):
+        with pytest.raises(ValueError, match=f"lr must be a finite number > 0, got {lr}"):
+            make_optimizer("adam", params, lr)
+    with pytest.raises(ValueError, match="weight_decay must be a finite number >= 0, got inf"):
+        SGD(params, lr=0.1, weight_decay=float("inf"))
+    for gamma in (-1.0, 0.0, float("inf")):
+        with pytest.raises(ValueError, match=f"gamma must be a finite number > 0, got {gamma}"):
+            make_schedule("step", 0.1, 5, 1, gamma)
     with pytest.raises(ValueError, match="nesterov needs a momentum > 0"):
         SGD(params, lr=0.1, nesterov=True)
     with pytest.raises(ValueError, match=r"betas must lie in \[0, 1\)"):

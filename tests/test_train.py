@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -110,4 +111,75 @@ def test_command_line_errors_are_one_clear_line(tmp_path, capsys):
     assert cli.main(["evaluate", str(tmp_path / "nothing")]) == 1
     assert "no checkpoint file there" in capsys.readouterr().err
     assert cli.main(["train", "--epochs", "0", "--out", str(tmp_path / "r")]) == 1
-    assert "epochs must be >= 1, got 0" in capsys.readouterr().err
+    assert "epochs must be an int >= 1, got 0" in capsys.readouterr().err
+
+
+def _strict_rows(path):
+    """metrics.jsonl parsed as strict JSON (a bare NaN or Infinity is an error)."""
+
+    def refuse(constant):
+        raise ValueError(f"{path}: {constant} is not JSON")
+
+    return [json.loads(line, parse_constant=refuse) for line in path.read_text().splitlines()]
+
+
+@pytest.mark.filterwarnings("ignore:overflow:RuntimeWarning", "ignore:invalid value:RuntimeWarning")
+def test_a_model_diverged_in_its_last_update_or_its_test_loss_is_never_saved(tmp_path, fashion, capsys):
+    # one step per epoch at lr 1e6: each epoch's loss is checked before its only update, so the damage
+    # shows only in the parameters or the test loss after it
+    config = runs.TrainConfig(epochs=3, lr=1e6, batch_size=64, train_limit=64, test_limit=64)
+    with pytest.raises(TrainingDiverged, match=r"after epoch (\d) .*; the last good checkpoint, after epoch") as error:
+        train(config, tmp_path, dataset=fashion, progress=False, log=_quiet)
+    state = runs.load_state(tmp_path)
+    assert f"after epoch {state.epoch + 1} " in str(error.value)
+    assert all(np.all(np.isfinite(v)) for v in state.tensors.values())
+    model = runs.load_model(tmp_path)[0]
+    assert np.all(np.isfinite(model.predict(state.normalizer(fashion.test_images[:64]))))
+    assert [row["epoch"] for row in _strict_rows(tmp_path / runs.METRICS)] == list(range(1, state.epoch + 1))
+    assert all(np.isfinite(row["test_loss"]) for row in state.metrics)
+
+
+@pytest.mark.parametrize("crash_at", [1, 2])
+def test_the_checkpoint_and_the_metrics_agree_after_a_crash_between_them(tmp_path, fashion, monkeypatch, crash_at):
+    config = runs.TrainConfig(epochs=3, batch_size=32, lr=0.01, train_limit=64, test_limit=32)
+    write_metrics, calls = runs.write_metrics, []
+
+    def dies_after_the_checkpoint(run_dir, rows):
+        calls.append(len(rows))
+        if len(rows) == crash_at:
+            raise KeyboardInterrupt  # the process dies after the checkpoint of epoch crash_at, before metrics.jsonl
+        write_metrics(run_dir, rows)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(runs, "write_metrics", dies_after_the_checkpoint)
+        with pytest.raises(KeyboardInterrupt):
+            train(config, tmp_path, dataset=fashion, progress=False, log=_quiet)
+    assert runs.load_state(tmp_path).epoch == crash_at
+    assert [row["epoch"] for row in runs.read_metrics(tmp_path)] == list(range(1, crash_at))  # one row short
+    result = train(config, tmp_path, resume=True, dataset=fashion, progress=False, log=_quiet)
+    rows = runs.read_metrics(tmp_path)
+    assert [row["epoch"] for row in rows] == [1, 2, 3] and rows == result.metrics == runs.load_state(tmp_path).metrics
+
+
+def test_a_damaged_metrics_file_stops_neither_resume_nor_plot(tmp_path, fashion):
+    config = runs.TrainConfig(epochs=2, batch_size=32, lr=0.01, train_limit=64, test_limit=32)
+    train(runs.TrainConfig(**{**config.__dict__, "epochs": 1}), tmp_path, dataset=fashion, progress=False, log=_quiet)
+    path = tmp_path / runs.METRICS
+    path.write_text(path.read_text()[:-20])  # a truncated last line
+    with pytest.raises(ValueError, match=rf"{path}, line 1: expected a JSON object"):
+        runs.read_metrics(tmp_path)
+    assert cli.main(["plot", str(tmp_path), "--limit", "50"]) == 0
+    train(config, tmp_path, resume=True, dataset=fashion, progress=False, log=_quiet)
+    assert [row["epoch"] for row in runs.read_metrics(tmp_path)] == [1, 2]
+
+
+def test_a_dataset_with_fewer_labels_than_images_is_refused_before_the_run_starts(tmp_path, fashion):
+    broken = dataclasses.replace(fashion, train_labels=fashion.train_labels[:-1])
+    config = runs.TrainConfig(epochs=1, train_limit=64, test_limit=32)
+    with pytest.raises(ValueError, match=r"train_labels must be integers \(60000,\), one per image, got uint8 \(59999"):
+        train(config, tmp_path / "run", dataset=broken, progress=False, log=_quiet)
+    assert not (tmp_path / "run").exists()
+    wrong = dataclasses.replace(fashion, test_labels=fashion.test_labels + 5)
+    with pytest.raises(ValueError, match=r"test_labels must lie in \[0, 9\], got values from 5 to 14"):
+        train(config, tmp_path / "run", dataset=wrong, progress=False, log=_quiet)
+    assert not (tmp_path / "run").exists()

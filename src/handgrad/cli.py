@@ -13,11 +13,13 @@ import numpy as np
 from . import runs
 from .allocator import keep_freed_memory
 from .checkpoint import CheckpointError
-from .data import DATASETS, NORMALIZATIONS, IDXError
+from .data import DATASETS, NORMALIZATIONS, image_files, read_images
 from .explain import EXPLAINERS
 from .init import INITIALIZERS
 from .optim import OPTIMIZERS, SCHEDULES
 from .presets import PRESETS
+
+MAX_SIZE = 16  # explain's largest size, kernel, stride, padding or count: it works numbers out by hand, to read
 
 # train options that are TrainConfig fields, with the type argparse converts them with
 TRAIN_OPTIONS = {
@@ -44,11 +46,16 @@ TRAIN_OPTIONS = {
 }
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with its errors on one line: ``handgrad train: error: argument --lr: ...`` and exit status 2."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="handgrad", description="Train and inspect CNNs whose gradients are derived by hand."
-    )
-    commands = parser.add_subparsers(dest="command", required=True)
+    parser = _Parser(prog="handgrad", description="Train and inspect CNNs whose gradients are derived by hand.")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     train = commands.add_parser("train", help="train a model; a checkpoint after every epoch")
     for name, options in TRAIN_OPTIONS.items():
@@ -63,11 +70,11 @@ def _parser() -> argparse.ArgumentParser:
     evaluate = commands.add_parser("evaluate", help="accuracy, per-class accuracy and confusion matrix of a run")
     evaluate.add_argument("run", type=Path)
     evaluate.add_argument("--data-dir", type=Path)
-    evaluate.add_argument("--limit", type=int, metavar="N", help="the first N test images only")
+    evaluate.add_argument("--limit", type=_integer(1), metavar="N", help="the first N test images only")
 
-    predict = commands.add_parser("predict", help="classify PNG images or an IDX file of images")
+    predict = commands.add_parser("predict", help="classify PNG images, IDX files of images, folders of PNG files")
     predict.add_argument("run", type=Path)
-    predict.add_argument("files", type=Path, nargs="+", metavar="FILE")
+    predict.add_argument("files", type=Path, nargs="+", metavar="FILE", help="a PNG or IDX file, or a folder")
     predict.add_argument(
         "--invert", action="store_true", help="invert grey levels (dark objects on a light background)"
     )
@@ -78,22 +85,26 @@ def _parser() -> argparse.ArgumentParser:
     plot = commands.add_parser("plot", help="PNG figures of a run: curves, confusion matrix, filters, feature maps")
     plot.add_argument("run", type=Path)
     plot.add_argument("--data-dir", type=Path)
-    plot.add_argument("--limit", type=int, metavar="N", help="the confusion matrix on the first N test images only")
+    plot.add_argument(
+        "--limit", type=_integer(1), metavar="N", help="the confusion matrix on the first N test images only"
+    )
 
     explain = commands.add_parser("explain", help="a layer's forward and backward pass worked out on small numbers")
     explain.add_argument("layer", choices=list(EXPLAINERS))
     explain.add_argument(
         "--input",
-        type=_size,
+        type=_size(1),
         help="conv, pool: HxW (default 3x3, 4x4); linear, batchnorm, residual: NxC; activations, softmax: K",
     )
-    explain.add_argument("--kernel", type=_size, help="conv, pool: the kernel or window, kHxkW (default 2x2)")
-    explain.add_argument("--output", type=int, help="linear: output features (default 2)")
-    explain.add_argument("--stride", type=int)
-    explain.add_argument("--padding", type=int, default=0)
+    explain.add_argument("--kernel", type=_size(1), help="conv, pool: the kernel or window, kHxkW (default 2x2)")
+    explain.add_argument("--output", type=_integer(1, MAX_SIZE), help="linear: output features (default 2)")
+    explain.add_argument("--stride", type=_integer(1, MAX_SIZE))
+    explain.add_argument("--padding", type=_integer(0, MAX_SIZE), default=0)
     explain.add_argument("--mode", choices=["xcorr", "conv"], default="xcorr")
-    explain.add_argument("--center", type=_size, help="the kernel's centre element, as 'h,w' or 'hxw' (default 0,0)")
-    explain.add_argument("--dilation", type=int, default=1, help="conv, pool: spacing of the kernel's cells (1: none)")
+    explain.add_argument("--center", type=_size(0), help="the kernel's centre element, as 'h,w' or 'hxw' (default 0,0)")
+    explain.add_argument(
+        "--dilation", type=_integer(1, MAX_SIZE), default=1, help="conv, pool: spacing of the kernel's cells (1: none)"
+    )
     explain.add_argument("--markdown", action="store_true", help="Markdown with LaTeX formulas instead of text")
     explain.add_argument(
         "--figure", type=Path, metavar="PATH.png", help="draw the derivation's key frames into one PNG (matplotlib)"
@@ -105,15 +116,17 @@ def _parser() -> argparse.ArgumentParser:
     compare = commands.add_parser("compare", help="train handgrad and the identical PyTorch model side by side")
     compare.add_argument("--model", choices=list(PRESETS), default="seed-cnn")
     compare.add_argument("--dataset", choices=list(DATASETS), default="fashion-mnist")
-    compare.add_argument("--steps", type=int, default=200)
-    compare.add_argument("--batch-size", type=int, default=64)
+    compare.add_argument("--steps", type=_integer(1), default=200)
+    compare.add_argument("--batch-size", type=_integer(1), default=64)
     compare.add_argument("--optimizer", choices=OPTIMIZERS, default="sgd")
     compare.add_argument("--lr", type=float, help="learning rate (default: 0.01, and 0.001 for adam)")
     compare.add_argument("--momentum", type=float, default=0.9)
     compare.add_argument("--weight-decay", type=float, default=0.0)
     compare.add_argument("--dtype", choices=runs.DTYPES, default="float64")
     compare.add_argument("--seed", type=int, default=0)
-    compare.add_argument("--train-limit", type=int, metavar="N", help="draw batches from the first N training images")
+    compare.add_argument(
+        "--train-limit", type=_integer(1), metavar="N", help="draw batches from the first N training images"
+    )
     compare.add_argument(
         "--out", type=Path, help="where the CSV and the plot go (default: runs/compare-MODEL-OPTIMIZER-DTYPE)"
     )
@@ -122,8 +135,10 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _compare(args) -> int:
-    from .compare import CompareConfig, compare, plot, write_csv
+    from .compare import CSV, PLOT, CompareConfig, compare, plot, write_csv
+    from .mpl import pyplot
 
+    pyplot("compare")  # without matplotlib, say so before the work
     lr = args.lr if args.lr is not None else (1e-3 if args.optimizer == "adam" else 0.01)
     config = CompareConfig(
         model=args.model,
@@ -139,25 +154,52 @@ def _compare(args) -> int:
         train_limit=args.train_limit,
     )
     out = args.out or Path("runs") / f"compare-{args.model}-{args.optimizer}-{args.dtype}"
-    out.mkdir(parents=True, exist_ok=True)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out}: expected a folder for the comparison, found a file")
+    if (out / CSV).exists():
+        raise FileExistsError(f"{out} already holds a comparison ({CSV}): choose another --out")
     result = compare(config, data_dir=args.data_dir)
-    write_csv(result, out / "compare.csv")
-    plot(result, out / "compare.png", f"{args.model}, {args.optimizer} lr {lr:g}, {args.dtype}: handgrad vs PyTorch")
-    print(f"curves: {out / 'compare.csv'}, {out / 'compare.png'}")
+    out.mkdir(parents=True, exist_ok=True)
+    write_csv(result, out / CSV)
+    plot(result, out / PLOT, f"{args.model}, {args.optimizer} lr {lr:g}, {args.dtype}: handgrad vs PyTorch")
+    print(f"curves: {out / CSV}, {out / PLOT}")
     print(result.verdict())
     return 0 if result.passed else 1
 
 
-def _size(text: str):
-    """'3x4' or '3,4' -> (3, 4); '3' -> 3."""
-    parts = text.replace(",", "x").split("x")
-    try:
-        values = tuple(int(p) for p in parts)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a size like 3x3 or 3, got {text!r}") from None
-    if len(values) not in (1, 2):
-        raise argparse.ArgumentTypeError(f"expected a size like 3x3 or 3, got {text!r}")
-    return values[0] if len(values) == 1 else values
+def _integer(least: int, most: int | None = None):
+    """An argparse type: an int in [least, most]."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or value < least or (most is not None and value > most):
+            bounds = f"from {least} to {most}" if most is not None else f">= {least}"
+            raise argparse.ArgumentTypeError(f"expected an integer {bounds}, got {text!r}")
+        return value
+
+    return parse
+
+
+def _size(least: int):
+    """An argparse type: 'HxW' or 'H,W' -> (H, W), 'K' -> K, each value from ``least`` to ``MAX_SIZE``
+    (explain works numbers out by hand: its output grows with the product of the sizes)."""
+
+    def parse(text: str):
+        parts = text.replace(",", "x").split("x")
+        try:
+            values = tuple(int(p) for p in parts)
+        except ValueError:
+            values = ()
+        if len(values) not in (1, 2) or not all(least <= v <= MAX_SIZE for v in values):
+            raise argparse.ArgumentTypeError(
+                f"expected a size like 3x3 or 3, each value from {least} to {MAX_SIZE}, got {text!r}"
+            )
+        return values[0] if len(values) == 1 else values
+
+    return parse
 
 
 def _explain(args) -> int:
@@ -195,7 +237,7 @@ def _explain(args) -> int:
         from .mpl import pyplot
 
         figures.sections(result)  # a layer without figures, or no matplotlib: fail before anything is printed
-        pyplot()
+        pyplot("explain")
     print(result.markdown() if args.markdown else result.text())
     for path, suffix in pictures.items():
         print((figures.figure if suffix == ".png" else figures.animation)(result, path))
@@ -233,19 +275,30 @@ def _train(args) -> int:
             raise ValueError(
                 f"--resume continues a run with its own configuration; only --epochs may be given, not {flags}"
             )
-        config = runs.load_state(args.resume).config
+        run_dir = args.resume.parent if args.resume.name == runs.CHECKPOINT and args.resume.is_file() else args.resume
+        config = runs.load_state(run_dir).config
         config = runs.TrainConfig(**{**asdict(config), **given})
-        run_dir = args.resume
     else:
         config = runs.TrainConfig(**given)
+        if "momentum" in given and config.optimizer not in ("momentum", "nesterov"):
+            raise ValueError(
+                f"--momentum applies to --optimizer momentum or nesterov, not {config.optimizer}: "
+                f"drop --momentum or choose one of those"
+            )
         run_dir = args.out or Path("runs") / f"{config.model}-{config.dataset}-seed{config.seed}"
     try:
         result = train(config, run_dir, resume=bool(args.resume), data_dir=args.data_dir, progress=not args.no_progress)
     except TrainingDiverged as error:
         print(f"handgrad: training stopped: {error}", file=sys.stderr)
         return 1
-    if not result.metrics:
-        print(f"{run_dir}: all {config.epochs} epochs were already done")
+    except KeyboardInterrupt:
+        print(f"\nhandgrad: interrupted; {_saved(run_dir)}", file=sys.stderr)
+        return 130
+    if result.resumed_after == config.epochs:
+        print(
+            f"{run_dir}: complete, all {config.epochs} epochs done; to train further, raise --epochs: "
+            f"handgrad train --resume {run_dir} --epochs N, with N > {config.epochs}"
+        )
         return 0
     last = result.metrics[-1]
     best = max(result.metrics, key=lambda row: row["test_accuracy"])
@@ -257,6 +310,15 @@ def _train(args) -> int:
         f"  next: handgrad evaluate {run_dir}"
     )
     return 0
+
+
+def _saved(run_dir: Path) -> str:
+    """What an interrupted training left: its last checkpoint, or none."""
+    try:
+        epoch = runs.load_state(run_dir).epoch
+    except CheckpointError:
+        return f"no checkpoint was written in {run_dir}: nothing to resume"
+    return f"the checkpoint after epoch {epoch} is intact: continue with handgrad train --resume {run_dir}"
 
 
 def _evaluate(args) -> int:
@@ -271,43 +333,18 @@ def _evaluate(args) -> int:
     return 0
 
 
-def _read_images(path: Path, invert: bool, size: tuple[int, int]) -> tuple[np.ndarray, list[str]]:
-    """(N, H, W) uint8 images from a PNG (one image) or an IDX file (one image or many), with labels for each."""
-    from .data import read_idx
-
-    with open(path, "rb") as f:
-        is_png = f.read(8) == b"\x89PNG\r\n\x1a\n"
-    if is_png:
-        from PIL import Image
-
-        image = Image.open(path).convert("L")
-        if image.size != (size[1], size[0]):
-            print(f"{path}: resized from {image.size[0]}x{image.size[1]} to {size[1]}x{size[0]}", file=sys.stderr)
-            image = image.resize((size[1], size[0]), Image.LANCZOS)
-        images, names = np.asarray(image, dtype=np.uint8)[None], [str(path)]
-    else:
-        images = read_idx(path)
-        if images.dtype != np.uint8 or images.ndim not in (2, 3) or images.shape[-2:] != size:
-            raise IDXError(
-                path,
-                "images",
-                f"uint8 images of {size[0]}x{size[1]}, shape (N, H, W) or (H, W)",
-                f"{images.dtype} {images.shape}",
-            )
-        images = images.reshape(-1, *size)
-        names = [f"{path}[{i}]" for i in range(len(images))]
-    return (255 - images if invert else images), names
-
-
 def _predict(args) -> int:
     from .evaluate import probabilities
     from .presets import INPUT_SHAPE
 
     model, loss, state = runs.load_model(args.run)
-    for path in args.files:
-        images, names = _read_images(path, args.invert, INPUT_SHAPE[1:])
-        probs = probabilities(model, loss, images, state.normalizer, np.dtype(state.config.dtype))
-        for name, p in zip(names, probs):
+    files = [file for path in args.files for file in image_files(path)]  # every folder checked before any output
+    for path in files:
+        images = read_images(path, INPUT_SHAPE[1:], args.invert)
+        for note in images.notes:
+            print(note, file=sys.stderr)
+        probs = probabilities(model, loss, images.pixels, state.normalizer, np.dtype(state.config.dtype))
+        for name, p in zip(images.names, probs):
             top = int(np.argmax(p))
             print(f"{name}: {top} {state.classes[top]} (p={p[top]:.3f})")
     return 0
@@ -351,14 +388,14 @@ def main(argv=None) -> int:
     keep_freed_memory()  # the command owns its process: freed memory stays for the next step (see allocator)
     try:
         return COMMANDS[args.command](args)
-    except (ValueError, ImportError, FileNotFoundError, FileExistsError, CheckpointError, IDXError) as error:
-        print(f"handgrad: error: {error}", file=sys.stderr)
-        return 1
     except BrokenPipeError:  # the reader went away (| head): stop quietly
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
+    except (ValueError, ImportError, OSError) as error:  # CheckpointError, IDXError, ImageError are ValueErrors
+        print(f"handgrad: error: {error}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
-        print("\nhandgrad: interrupted; the last checkpoint is intact", file=sys.stderr)
+        print("\nhandgrad: interrupted", file=sys.stderr)
         return 130
 
 

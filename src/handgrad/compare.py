@@ -16,16 +16,18 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import presets
+from ._checks import positive_int
 from .data import Normalizer, batch_indices
 from .data import load as load_dataset
 from .fast import compile as compile_model
 from .layers import Dropout
 from .model import named_leaves
 from .mpl import pyplot
-from .optim import make_optimizer
+from .optim import check_momentum, check_rates, make_optimizer
 
 # (loss per step, parameters after every step) by dtype: float64 agrees to rounding; float32 is looser
 TOLERANCES = {"float64": (1e-10, 1e-8), "float32": (1e-4, None)}
+CSV, PLOT = "compare.csv", "compare.png"  # what a comparison writes into its folder
 COLUMNS = ("step", "loss_handgrad", "loss_torch", "loss_rel_diff", "grad_rel_diff", "param_rel_diff")
 
 
@@ -43,6 +45,14 @@ class CompareConfig:
     seed: int = 0
     normalization: str = "standard"
     train_limit: int | None = None
+
+    def __post_init__(self):
+        for name in ("steps", "batch_size"):
+            positive_int(getattr(self, name), name, "CompareConfig")
+        if self.train_limit is not None:
+            positive_int(self.train_limit, "train_limit", "CompareConfig")
+        check_rates(self.lr, self.weight_decay, "CompareConfig")
+        check_momentum(self.momentum, "CompareConfig")
 
 
 @dataclass
@@ -96,6 +106,7 @@ def compare(config: CompareConfig, dataset=None, data_dir=None, log=print) -> Co
 
     dtype = np.dtype(config.dtype)
     data = dataset if dataset is not None else load_dataset(config.dataset, data_dir)
+    data.check(presets.INPUT_SHAPE[1:])
     images = data.train_images[: config.train_limit]
     labels = data.train_labels[: config.train_limit]
     normalizer = Normalizer.fit(images, config.normalization)
@@ -159,7 +170,7 @@ def write_csv(result: CompareResult, path) -> None:
 
 def plot(result: CompareResult, path, title: str) -> None:
     """Write :func:`figure` to ``path`` (PNG)."""
-    plt = pyplot()
+    plt = pyplot("compare")
     fig = figure(result, title, plt)
     fig.savefig(path, dpi=100)
     plt.close(fig)

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ._checks import positive_int
 from .fast import compile as compile_model
 from .functional import softmax_forward
 from .losses import SoftmaxCrossEntropy
@@ -48,11 +49,14 @@ class RunEvaluation:
 
 def evaluate_run(run_dir, data_dir=None, limit=None) -> RunEvaluation:
     """Load a run's model (in evaluation mode) and its test images, and evaluate it on them."""
-    from . import runs
+    from . import presets, runs
     from .data import load as load_dataset
 
+    if limit is not None:
+        positive_int(limit, "limit", "evaluate")
     model, loss, state = runs.load_model(run_dir)
     data = load_dataset(state.config.dataset, data_dir)
+    data.check(presets.INPUT_SHAPE[1:])
     images, labels = data.test_images[:limit], data.test_labels[:limit]
     dtype = np.dtype(state.config.dtype)
     value, _, predictions = evaluate(compile_model(model), loss, images, labels, state.normalizer, dtype)

@@ -40,7 +40,8 @@ class MSE(Loss):
 
 
 class CrossEntropy(Loss):
-    """``-(1/N) sum t ln y`` on probabilities (after a :class:`~handgrad.layers.Softmax` layer)."""
+    """``-(1/N) sum t ln max(y, tiny)`` on probabilities (after a :class:`~handgrad.layers.Softmax` layer): finite
+    where a probability underflowed to 0; the fused :class:`SoftmaxCrossEntropy` is exact at any logits."""
 
     _kernels = (F.cross_entropy_forward, F.cross_entropy_backward)
 

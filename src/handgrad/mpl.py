@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 
-def pyplot():
-    """``matplotlib.pyplot`` on the Agg backend; without matplotlib, an ImportError that says how to install it."""
+def pyplot(command: str = "plot"):
+    """``matplotlib.pyplot`` on the Agg backend; without matplotlib, an ImportError that says that ``handgrad
+    command`` needs it and how to install it."""
     try:
         import matplotlib
     except ImportError:
-        raise ImportError("figures need matplotlib: pip install 'handgrad[plot]'") from None
+        raise ImportError(f"handgrad {command} needs matplotlib: pip install 'handgrad[plot]'") from None
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 

@@ -14,14 +14,30 @@ import math
 import numpy as np
 
 
+def check_rates(lr: float, weight_decay: float, where: str) -> None:
+    """A learning rate must be a finite number > 0 and a weight decay a finite number >= 0."""
+    if not (math.isfinite(lr) and lr > 0):
+        raise ValueError(f"{where}: lr must be a finite number > 0, got {lr}")
+    if not (math.isfinite(weight_decay) and weight_decay >= 0):
+        raise ValueError(f"{where}: weight_decay must be a finite number >= 0, got {weight_decay}")
+
+
+def check_momentum(momentum: float, where: str) -> None:
+    if not 0 <= momentum < 1:  # False for NaN
+        raise ValueError(f"{where}: momentum must be in [0, 1), got {momentum}")
+
+
+def check_gamma(gamma: float, where: str) -> None:
+    """The step schedule's factor: a finite number > 0 (a negative one turns the learning rate negative)."""
+    if not (math.isfinite(gamma) and gamma > 0):
+        raise ValueError(f"{where}: gamma must be a finite number > 0, got {gamma}")
+
+
 class Optimizer:
     slots: tuple[str, ...] = ()  # names of the per-parameter buffers
 
     def __init__(self, params: dict[str, np.ndarray], lr: float, weight_decay: float = 0.0):
-        if not lr > 0:
-            raise ValueError(f"{type(self).__name__}: lr must be > 0, got {lr}")
-        if weight_decay < 0:
-            raise ValueError(f"{type(self).__name__}: weight_decay must be >= 0, got {weight_decay}")
+        check_rates(lr, weight_decay, type(self).__name__)
         self.params, self.lr, self.weight_decay = params, float(lr), float(weight_decay)
         self.buffers: dict[str, dict[str, np.ndarray]] = {slot: {} for slot in self.slots}
         self.t = 0
@@ -40,25 +56,45 @@ class Optimizer:
     def _update(self, name: str, w: np.ndarray, g: np.ndarray) -> None:
         raise NotImplementedError
 
+    def slots_in_use(self) -> tuple[str, ...]:
+        """The slots every parameter has a buffer in once a step was taken."""
+        return self.slots
+
     def state_dict(self) -> tuple[dict[str, np.ndarray], dict]:
         tensors = {f"{slot}.{name}": a for slot, arrays in self.buffers.items() for name, a in arrays.items()}
         return tensors, {"type": type(self).__name__, "t": self.t, "lr": self.lr}
 
     def load_state_dict(self, tensors: dict[str, np.ndarray], meta: dict) -> None:
-        """Restore buffers and step count; shapes and names are checked before anything changes."""
-        if meta.get("type") != type(self).__name__:
-            raise ValueError(f"optimiser state is for {meta.get('type')!r}, not {type(self).__name__!r}")
+        """Restore buffers, step count and learning rate; everything is checked before anything changes.
+
+        After t > 0 steps every parameter has a buffer in every slot in use (momentum, Adam's m and v), so a
+        missing buffer, which would restart at zero and make a resumed run differ, is refused like an extra one.
+        """
+        name = type(self).__name__
+        if not isinstance(meta, dict) or meta.get("type") != name:
+            found = meta.get("type") if isinstance(meta, dict) else meta
+            raise ValueError(f"optimiser state is for {found!r}, not {name!r}")
+        t, lr = meta.get("t"), meta.get("lr")
+        if isinstance(t, bool) or not isinstance(t, int) or t < 0:
+            raise ValueError(f"optimiser state: step count t must be an int >= 0, got {t!r}")
+        if isinstance(lr, bool) or not isinstance(lr, (int, float)):
+            raise ValueError(f"optimiser state: lr must be a number, got {lr!r}")  # noqa: TRY004 (file contents)
+        check_rates(lr, self.weight_decay, f"optimiser state of {name}")
+        expected = {f"{slot}.{p}" for slot in self.slots_in_use() for p in self.params} if t else set()
+        missing, extra = sorted(expected - set(tensors)), sorted(set(tensors) - expected)
+        if missing or extra:
+            raise ValueError(
+                f"optimiser state after {t} steps of {name}: missing buffers {missing}, unexpected {extra}"
+            )
         buffers = {slot: {} for slot in self.slots}
         for key, value in tensors.items():
-            slot, _, name = key.partition(".")
-            if slot not in buffers or name not in self.params:
-                raise ValueError(f"optimiser state: unexpected buffer {key!r}")
-            if value.shape != self.params[name].shape:
+            slot, _, param = key.partition(".")
+            if value.shape != self.params[param].shape:
                 raise ValueError(
-                    f"optimiser state: {key!r} has shape {value.shape}, expected {self.params[name].shape}"
+                    f"optimiser state: {key!r} has shape {value.shape}, expected {self.params[param].shape}"
                 )
-            buffers[slot][name] = np.array(value, dtype=self.params[name].dtype)
-        self.buffers, self.t, self.lr = buffers, int(meta["t"]), float(meta["lr"])
+            buffers[slot][param] = np.array(value, dtype=self.params[param].dtype)
+        self.buffers, self.t, self.lr = buffers, t, float(lr)
 
 
 class SGD(Optimizer):
@@ -74,11 +110,13 @@ class SGD(Optimizer):
 
     def __init__(self, params, lr, momentum=0.0, nesterov=False, weight_decay=0.0):
         super().__init__(params, lr, weight_decay)
-        if not 0 <= momentum < 1:
-            raise ValueError(f"SGD: momentum must be in [0, 1), got {momentum}")
+        check_momentum(momentum, "SGD")
         if nesterov and momentum == 0:
             raise ValueError("SGD: nesterov needs a momentum > 0")
         self.momentum, self.nesterov = float(momentum), bool(nesterov)
+
+    def slots_in_use(self):
+        return self.slots if self.momentum else ()
 
     def _update(self, name, w, g):
         if self.momentum:
@@ -143,6 +181,7 @@ def step_lr(base_lr: float, step_size: int, gamma: float = 0.1):
     """``eta_e = eta_0 * gamma ^ floor(e / step_size)`` for epoch e (from 0), as ``torch.optim.lr_scheduler.StepLR``."""
     if step_size < 1:
         raise ValueError(f"step schedule: step_size must be >= 1, got {step_size}")
+    check_gamma(gamma, "step schedule")
     return lambda epoch: base_lr * gamma ** (epoch // step_size)
 
 

@@ -15,7 +15,6 @@ from pathlib import Path
 
 import numpy as np
 
-from . import runs
 from .evaluate import confusion_matrix, evaluate_run
 from .model import named_leaves
 from .mpl import pyplot
@@ -157,9 +156,8 @@ def plot_run(run_dir, data_dir=None, limit=None) -> list[Path]:
     out = run_dir / "plots"
     out.mkdir(exist_ok=True)
     figures = {}
-    metrics = runs.read_metrics(run_dir)
-    if metrics:
-        figures["curves"] = curves(metrics, plt)
+    if state.metrics:  # the checkpoint's rows, which metrics.jsonl copies
+        figures["curves"] = curves(state.metrics, plt)
     figures["confusion"] = confusion(result.labels, result.predictions, state.classes, result.total, plt)
     figures["filters"] = filters(model, plt)
     x = state.normalizer(images[:1], np.dtype(state.config.dtype))

@@ -1,8 +1,9 @@
-"""Data: the IDX reader, the MNIST-style datasets, and mini-batching."""
+"""Data: the IDX reader, the MNIST-style datasets, images to classify (PNG, IDX), and mini-batching."""
 
 from .batches import NORMALIZATIONS, Normalizer, batch_indices
 from .datasets import DATASETS, Dataset, DatasetSpec, get_spec, load
 from .idx import IDXError, read_idx, read_images_and_labels
+from .images import ImageError, Images, image_files, read_images
 
 __all__ = [
     "DATASETS",
@@ -10,10 +11,14 @@ __all__ = [
     "Dataset",
     "DatasetSpec",
     "IDXError",
+    "ImageError",
+    "Images",
     "Normalizer",
     "batch_indices",
     "get_spec",
+    "image_files",
     "load",
     "read_idx",
+    "read_images",
     "read_images_and_labels",
 ]

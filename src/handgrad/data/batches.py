@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -21,6 +22,14 @@ class Normalizer:
     mean: float = 0.0
     std: float = 1.0
 
+    def __post_init__(self):
+        for name in ("mean", "std"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise ValueError(f"Normalizer: {name} must be a finite number, got {value!r}")
+        if not self.std > 0:
+            raise ValueError(f"Normalizer: std must be > 0, got {self.std} (images that are all one grey level?)")
+
     @classmethod
     def fit(cls, images: np.ndarray, kind: str) -> Normalizer:
         if kind not in NORMALIZATIONS:
@@ -28,6 +37,11 @@ class Normalizer:
         if kind == "unit":
             return cls()
         scaled = images.astype(np.float64) / 255
+        if scaled.size == 0 or scaled.std() == 0:
+            raise ValueError(
+                f"normalization 'standard' needs images that are not all one grey level, got {images.shape[0]} "
+                f"images of {'one grey level' if scaled.size else 'no pixels'}: use normalization 'unit'"
+            )
         return cls(float(scaled.mean()), float(scaled.std()))
 
     def __call__(self, images: np.ndarray, dtype=np.float32) -> np.ndarray:

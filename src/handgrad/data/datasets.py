@@ -1,11 +1,12 @@
 """MNIST-style datasets: where their files are looked up, how they are downloaded, and how they are split.
 
-Each dataset's four files (``train-images-idx3-ubyte.gz`` ...) are looked up, in this order, in:
+Each dataset's four files (``train-images-idx3-ubyte.gz`` ...) are looked up in the directory the user
+names (``--data-dir``) and nowhere else: a named directory that does not exist or lacks a file is an
+error.  Without one they are looked up, in this order, in:
 
-1. the directory the user names (``--data-dir``),
-2. ``$HANDGRAD_DATA``,
-3. the user cache, ``$XDG_CACHE_HOME/handgrad`` (by default ``~/.cache/handgrad``),
-4. the system copy (``/usr/share/datasets/fashion-mnist``, from the Debian package ``dataset-fashion-mnist``),
+1. ``$HANDGRAD_DATA``,
+2. the user cache, ``$XDG_CACHE_HOME/handgrad`` (by default ``~/.cache/handgrad``),
+3. the system copy (``/usr/share/datasets/fashion-mnist``, from the Debian package ``dataset-fashion-mnist``),
 
 each directory holding the files itself or in a sub-directory named after the dataset, compressed or
 not.  Where none has them, they are downloaded from the official mirrors into the user cache, each file
@@ -54,6 +55,32 @@ class Dataset:
     @property
     def classes(self) -> tuple[str, ...]:
         return self.spec.classes
+
+    def check(self, image_size: tuple[int, int]) -> None:
+        """Raise ValueError unless each split is at least one uint8 image of ``image_size`` with one label in
+        [0, K) per image, K the number of classes."""
+        k, where = len(self.classes), f"dataset {self.spec.name}"
+        for split in ("train", "test"):
+            images, labels = getattr(self, f"{split}_images"), getattr(self, f"{split}_labels")
+            if not _is_array(images, "u", (len(images), *image_size)) or images.dtype != np.uint8:
+                shape = f"(N, {image_size[0]}, {image_size[1]})"
+                raise ValueError(f"{where}: {split}_images must be uint8 {shape}, got {_kind(images)}")
+            if not _is_array(labels, "iu", (len(images),)):
+                expected = f"integers ({len(images)},), one per image"
+                raise ValueError(f"{where}: {split}_labels must be {expected}, got {_kind(labels)}")
+            if len(labels) == 0:
+                raise ValueError(f"{where}: no {split} images")
+            if labels.min() < 0 or labels.max() >= k:
+                low, high = labels.min(), labels.max()
+                raise ValueError(f"{where}: {split}_labels must lie in [0, {k - 1}], got values from {low} to {high}")
+
+
+def _is_array(value, kinds: str, shape: tuple) -> bool:
+    return isinstance(value, np.ndarray) and value.dtype.kind in kinds and value.shape == shape
+
+
+def _kind(value) -> str:
+    return f"{value.dtype} {value.shape}" if isinstance(value, np.ndarray) else type(value).__name__
 
 
 _MNIST_FILES = {
@@ -120,9 +147,16 @@ def cache_dir() -> Path:
 
 
 def search_dirs(spec: DatasetSpec, data_dir=None) -> list[Path]:
-    """The places looked in, in order; each is tried as it is and with the dataset's name appended."""
-    roots = [Path(d) for d in (data_dir, os.environ.get("HANDGRAD_DATA")) if d]
-    roots += [cache_dir(), *map(Path, spec.system_dirs)]
+    """The places looked in, in order; each is tried as it is and with the dataset's name appended.
+
+    A named ``data_dir`` is the only place; it must be a directory.
+    """
+    if data_dir is not None:
+        if not Path(data_dir).is_dir():
+            raise FileNotFoundError(f"--data-dir {data_dir}: expected a folder holding {spec.title}, found no folder")
+        roots = [Path(data_dir)]
+    else:
+        roots = [Path(d) for d in (os.environ.get("HANDGRAD_DATA"),) if d] + [cache_dir(), *map(Path, spec.system_dirs)]
     return [place for root in roots for place in (root, root / spec.name)]
 
 
@@ -131,6 +165,10 @@ def _file_in(directory: Path, file_name: str) -> Path | None:
         if candidate.is_file():
             return candidate
     return None
+
+
+def _any_file(spec: DatasetSpec, data_dir) -> bool:
+    return any(_file_in(place, spec.files[role][0]) for place in search_dirs(spec, data_dir) for role in spec.roles)
 
 
 def find_files(spec: DatasetSpec, data_dir=None) -> dict[str, Path] | None:
@@ -201,6 +239,12 @@ def load(name: str, data_dir=None, allow_download: bool = True) -> Dataset:
     """Load a dataset by name, from the first place that has it, downloading it if none has."""
     spec = get_spec(name)
     paths = find_files(spec, data_dir)
+    if paths is None and data_dir is not None:
+        names = ", ".join(spec.files[role][0] for role in spec.roles)
+        raise FileNotFoundError(
+            f"--data-dir {data_dir}: expected {spec.title}'s files ({names}, compressed or not) in it or in its "
+            f"sub-folder {spec.name}, found {'not all of them' if _any_file(spec, data_dir) else 'none'}"
+        )
     if paths is None:
         if not allow_download:
             raise FileNotFoundError(f"{spec.title}: no files in any of {[str(d) for d in search_dirs(spec, data_dir)]}")

@@ -9,9 +9,9 @@ Layout (all integers big-endian)::
     then       d_1 * ... * d_R items, row-major, and nothing after them
 
 A file may be gzip-compressed (recognised by its first two bytes, 1f 8b).  The reader checks each field,
-refuses sizes over ``max_bytes`` before allocating anything (a header that claims 2^32-1 images, a gzip
-bomb), checks that the data has exactly the length the header implies, and reads a gzip stream to its
-end so that its CRC and length are verified.
+refuses a rank over ``MAX_RANK`` and sizes over ``max_bytes`` before allocating anything (a header that
+claims 2^32-1 images, a gzip bomb), checks that the data has exactly the length the header implies, and
+reads a gzip stream to its end so that its CRC and length are verified.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ import numpy as np
 DTYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 GZIP_MAGIC = b"\x1f\x8b"
 MAX_BYTES = 1 << 30  # 1 GiB: the full MNIST training images take 47 MB
+MAX_RANK = 8  # labels have rank 1, images rank 3; the format allows 255, NumPy at most 64
 
 
 class IDXError(ValueError):
@@ -52,8 +53,8 @@ def _parse_header(stream, path) -> tuple[np.dtype, tuple[int, ...]]:
     if code not in DTYPES:
         codes = ", ".join(f"0x{c:02X}" for c in DTYPES)
         raise IDXError(path, "dtype code", f"one of {codes}", f"0x{code:02X}")
-    if rank == 0:
-        raise IDXError(path, "rank", "at least 1", "0")
+    if not 1 <= rank <= MAX_RANK:
+        raise IDXError(path, "rank", f"1 to {MAX_RANK}", str(rank))
     dims = struct.unpack(f">{rank}I", _read_exact(stream, 4 * rank, path, "dimensions"))
     return np.dtype(DTYPES[code]), dims
 
@@ -74,8 +75,12 @@ def read_idx(path, max_bytes: int = MAX_BYTES) -> np.ndarray:
             dtype, dims = _parse_header(stream, path)
             header_bytes = 4 + 4 * len(dims)
             nbytes = int(np.prod(dims, dtype=object)) * dtype.itemsize
-            if nbytes > max_bytes:
-                raise IDXError(path, "dimensions", f"at most {max_bytes:,} bytes of data", f"{dims} = {nbytes:,} bytes")
+            # the bound holds for the shape with each zero dimension read as 1: an empty array (0, 2^32-1, 2^32-1)
+            # has no data but a shape no array can take
+            bound = int(np.prod([max(d, 1) for d in dims], dtype=object)) * dtype.itemsize
+            if bound > max_bytes:
+                found = f"{dims} = {bound:,} bytes" + (" (each dimension 0 counted as 1)" if 0 in dims else "")
+                raise IDXError(path, "dimensions", f"at most {max_bytes:,} bytes of data", found)
             if not compressed:
                 size = os.fstat(raw.fileno()).st_size
                 if size != header_bytes + nbytes:

@@ -76,11 +76,15 @@ def mse_backward(cache: LossCache) -> np.ndarray:
 
 
 def cross_entropy_forward(y, target, reduction="mean"):
-    """Cross-entropy of probabilities, ``L = -(1/N) sum_{n,k} T[n,k] ln Y[n,k]``.
+    """Cross-entropy of probabilities, ``L = -(1/N) sum_{n,k} T[n,k] ln max(Y[n,k], tiny)``.
 
-    Cells with ``T = 0`` contribute nothing (no ``0 * ln 0``).
+    ``tiny`` is the dtype's smallest normal number (1.2e-38 in float32, 2.2e-308 in float64).  Above it the
+    formula is the plain ``-T ln Y``.  A softmax output below it has underflowed (a logit gap over about 87
+    in float32): it costs ``-ln tiny`` (87.3 in float32, 708.4 in float64) instead of infinity, and the
+    gradient stays finite.  Cells with ``T = 0`` contribute nothing (no ``0 * ln 0``).
     Use it after a :class:`Softmax` layer to backpropagate through the softmax Jacobian; the fused
-    :func:`softmax_cross_entropy_forward` is the numerically safe choice.  Returns (loss, cache) for :func:`cross_entropy_backward`.
+    :func:`softmax_cross_entropy_forward` is exact at any logits.  Returns (loss, cache) for
+    :func:`cross_entropy_backward`.
     """
     where = "cross_entropy"
     _check_reduction(reduction, where)
@@ -89,16 +93,25 @@ def cross_entropy_forward(y, target, reduction="mean"):
     t = class_targets(target, y.shape, y.dtype, where)
     scale = 1 / y.shape[0] if reduction == "mean" else 1.0
     hit = t > 0
-    loss = -np.sum(t[hit] * np.log(y[hit])) * scale
+    loss = -np.sum(t[hit] * np.log(_floored(y[hit]))) * scale
     return float(loss), LossCache(y, t, scale)
 
 
 def cross_entropy_backward(cache: LossCache) -> np.ndarray:
-    """``dY[n,k] = -T[n,k] / (N Y[n,k])``, and 0 where ``T[n,k] = 0``."""
+    """``dY[n,k] = -T[n,k] / (N max(Y[n,k], tiny))``, and 0 where ``T[n,k] = 0``.
+
+    At most ``1 / tiny`` in size (8.5e37 in float32), so finite; through the softmax Jacobian, whose row k
+    is ``Y[n,k] (delta_kj - Y[n,j])``, an underflowed ``Y[n,k]`` then contributes 0 instead of NaN.
+    """
     hit = cache.t > 0
     dy = np.zeros_like(cache.y)
-    dy[hit] = -cache.scale * cache.t[hit] / cache.y[hit]
+    dy[hit] = -cache.scale * cache.t[hit] / _floored(cache.y[hit])
     return dy
+
+
+def _floored(y: np.ndarray) -> np.ndarray:
+    """``max(Y, tiny)``: probabilities that underflowed (to 0 or a subnormal) raised to the smallest normal number."""
+    return np.maximum(y, np.finfo(y.dtype).tiny)
 
 
 def softmax_cross_entropy_forward(z, target, reduction="mean"):
