@@ -3,7 +3,7 @@
 The other commit's package is extracted with ``git archive`` and imported under another name, the same weights
 are copied into both models, and the two are timed in alternating blocks (bench.py's ``time_pair``), so that
 machine noise falls on both.  This checkout runs its compiled model (``handgrad.compile``); the baseline runs
-its model as that commit's ``handgrad train`` did.
+its model as that commit's ``handgrad train`` did (compiled too, if it has ``handgrad.compile``).
 
 Run:  python benchmarks/paired.py --baseline 73eb00d [--rounds 3]
 """
@@ -52,10 +52,13 @@ def steps(workload: str, batch: int, baseline):
     old_model, old_loss = (old_presets.seed_cnn if workload == "seed-cnn" else _old_wide(baseline))(rng)
     for name, value in model.params.items():
         np.copyto(old_model.params[name], value)
+    old_params = old_model.params
+    if hasattr(baseline, "compile"):  # a commit with the fast tier runs its compiled model
+        old_model = baseline.compile(old_model)
     x = rng.standard_normal((batch, 1, 28, 28)).astype(np.float32)
     y = rng.integers(0, 10, size=batch)
     new_sgd = SGD(model.params, LR)
-    old_sgd = importlib.import_module(f"{BASELINE}.optim").SGD(old_model.params, LR)
+    old_sgd = importlib.import_module(f"{BASELINE}.optim").SGD(old_params, LR)
 
     def train(net, lossf, sgd):
         def step():

@@ -326,3 +326,19 @@ def test_backward_before_forward_is_explained(rng):
     compiled = handgrad.compile(Sequential([Conv2D(1, 2, 3, rng=rng), ReLU()]))
     with pytest.raises(RuntimeError, match="backward called before forward"):
         compiled.backward(np.zeros((1, 2, 3, 3), dtype=np.float32))
+
+
+def test_the_steps_share_one_workspace(rng):
+    """Every convolution of a compiled model takes its scratch from the model's one workspace: one buffer of each
+    kind, as large as the largest request; a convolution whose columns another wrote over in between builds them
+    again for its backward pass, so the results stay the formula tier's."""
+    kw = {"dtype": np.float64, "rng": rng}
+    model = Sequential(
+        [Conv2D(2, 3, 3, padding=1, **kw), ReLU(), Conv2D(3, 4, 3, padding=1, **kw), ReLU(), Conv2D(4, 2, 3, **kw)]
+    )
+    assert_same_model(model, rng.standard_normal((2, 2, 7, 7)), rng)
+    compiled = handgrad.compile(model)
+    compiled.forward(rng.standard_normal((2, 2, 7, 7)))
+    buffers = [key for key in compiled.workspace if isinstance(key, tuple)]
+    assert len(buffers) == len(set(buffers)) and ("columns", np.dtype(np.float64)) in buffers
+    assert all(step.workspace is compiled.workspace for _, step in compiled.steps if hasattr(step, "workspace"))

@@ -41,6 +41,20 @@ class Clamp:
 
 
 @dataclass(frozen=True)
+class Logistic:
+    """``Y = 1 / (1 + e^-X)`` element by element, the derivative ``Y (1 - Y)`` (Sigmoid)."""
+
+
+@dataclass(frozen=True)
+class InvertedDropout:
+    """In training ``Y = X * [U >= p] / (1 - p)`` with U drawn uniform in [0, 1) as float32 from the layer's
+    ``rng``, one value per element in C order (:func:`handgrad.functional.dropout_forward`); in evaluation the
+    identity."""
+
+    p: float
+
+
+@dataclass(frozen=True)
 class Affine:
     """``Y = X W + B`` over the features of (N, in) input (:func:`handgrad.functional.linear_forward`)."""
 

@@ -1,12 +1,15 @@
-"""Scratch memory a layer lends its kernels from one call to the next.
+"""Scratch memory that a compiled model lends its kernels from one call to the next.
 
 Large temporaries allocated and freed at every step are expensive: the C allocator hands big blocks back to
-the operating system, which returns them zero-filled page by page on the next step.  A layer keeps a
-``workspace`` dict and passes it down; a kernel takes each temporary from it when one of the same name,
-shape and dtype is there.  Results never depend on the workspace: a scratch array is fully written before
-it is read, and ``zeroed`` ones are cleared on every call.  Without a workspace (None) every call allocates.
-The one exception is read under a check: a convolution's backward pass reads the columns its forward pass
-left in scratch only if no call has written the workspace since (:func:`stamp`, :func:`untouched`).
+the operating system, which returns them zero-filled page by page on the next step.  A compiled model keeps one
+``workspace`` dict for all its steps and passes it down; a kernel takes each temporary from it by name, as a view
+of the front of one flat buffer per name that grows to the largest request, so the steps of a model share one
+buffer of each kind instead of holding one each.  Results never depend on the workspace: a scratch array is fully
+written before it is read, and ``zeroed`` ones are cleared on every call.  Without a workspace (None) every call
+allocates.
+
+The one exception is read under a check: a convolution's backward pass reads the columns its forward pass left in
+scratch only if no call has written that buffer since (:func:`stamp`, :func:`untouched`).
 
 Kernels whose temporaries grow with the input work through it in :func:`chunks` (a convolution, a few output
 rows at a time), so that each temporary stays in cache between the step that writes it and the one that reads
@@ -14,6 +17,8 @@ it, and memory stays small.
 """
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 
@@ -24,27 +29,28 @@ def scratch(workspace: dict | None, name: str, shape: tuple, dtype) -> np.ndarra
     """A temporary array whose contents are undefined: the caller writes all of it before reading."""
     if workspace is None:
         return np.empty(shape, dtype=dtype)
-    key = (name, tuple(shape), np.dtype(dtype))
-    buffer = workspace.get(key)
-    if buffer is None:
-        buffer = workspace[key] = np.empty(shape, dtype=dtype)
-    return buffer
+    size, key = math.prod(shape), (name, np.dtype(dtype))
+    flat = workspace.get(key)
+    if flat is None or flat.size < size:
+        flat = workspace[key] = np.empty(size, dtype=dtype)
+    workspace.setdefault("writers", {})[name] = workspace.get("stamp")
+    return flat[:size].reshape(shape)
 
 
 def stamp(workspace: dict | None) -> int | None:
-    """Mark a call that writes the workspace's scratch, and return the mark.  A kernel that leaves a result in
-    scratch for its next call (the columns of a convolution, for its backward pass) records the mark of the
-    call that wrote it; the result is still there while no other call has stamped the workspace since.  Without
-    a workspace nothing is shared: None."""
+    """Mark the start of a call that writes the workspace's scratch, and return the mark.  A kernel that leaves a
+    result in scratch for its next call (the columns of a convolution, for its backward pass) records the mark of
+    the call that wrote it; the result is still there while no later call has written that buffer (see
+    :func:`untouched`).  Without a workspace nothing is shared: None."""
     if workspace is None:
         return None
     workspace["stamp"] = mark = workspace.get("stamp", 0) + 1
     return mark
 
 
-def untouched(workspace: dict | None, mark: int | None) -> bool:
-    """Whether no call has written the workspace's scratch since the one that got ``mark``."""
-    return workspace is None or workspace.get("stamp") == mark
+def untouched(workspace: dict | None, mark: int | None, name: str) -> bool:
+    """Whether the scratch buffer ``name`` was last written by the call that got ``mark``."""
+    return workspace is None or workspace.get("writers", {}).get(name) == mark
 
 
 def zeroed(workspace: dict | None, name: str, shape: tuple, dtype) -> np.ndarray:

@@ -290,7 +290,7 @@ def conv2d_backward(dy, cache: Conv2DCache, input_grad: bool = True):
     ones = cache.has_bias and groups == 1  # the columns end in a row of ones: dB is dW's column for it
     db = dy2.sum(axis=1) if cache.has_bias and not ones else None
     w2, dw2 = cache.w.reshape(o, -1), np.zeros((groups, o // groups, k + ones), dtype=dtype)
-    kept = cache.columns if untouched(workspace, cache.mark) else None  # the forward's, if nothing wrote over them
+    kept = cache.columns if untouched(workspace, cache.mark, "columns") else None  # the forward's, if still there
     stamp(workspace)
     if kept is None:
         source = image_rows(cache.x_c, window, rows, dtype, workspace) if rows else cache.x_c

@@ -206,7 +206,7 @@ def conv2d_maxpool2d_backward(dy, cache: ConvPoolCache, input_grad: bool = True)
         return conv2d_backward(maxpool2d_backward(dy, pool_cache), conv_cache, input_grad)
     workspace, dtype = cache.workspace, np.dtype(np.result_type(x_c, w))
     ones = cache.b is not None
-    columns = cache.columns if untouched(workspace, cache.mark) else None
+    columns = cache.columns if untouched(workspace, cache.mark, "phase columns") else None
     stamp(workspace)
     if columns is None:
         columns = _phase_columns(x_c, cache.conv.lead, geometry, dtype, workspace, ones)
@@ -323,7 +323,7 @@ def _phase_columns(x_c: np.ndarray, lead, geometry: PhaseGeometry, dtype, worksp
     for f_h, f_w, (rows, cols), (in_rows, in_cols) in _phase_reads(lead, geometry, (h, w)):
         images[:, f_h, f_w, rows, cols] = x_c[:, in_rows, in_cols]
     k = c * s_h * e_h * s_w * e_w
-    columns = scratch(workspace, "columns", (k + ones, h_p * w_p * n), dtype)
+    columns = scratch(workspace, "phase columns", (k + ones, h_p * w_p * n), dtype)
     item, row = images.itemsize, w_f * n  # values per phase-image row
     steps = (images.strides[0], row * item, images.strides[1], n * item, images.strides[2], row * item, item)
     taps = as_strided(images, (c, e_h, s_h, e_w, s_w, h_p, w_p * n), steps)  # [c, d_u, f_h, d_v, f_w, p, (q, n)]

@@ -9,8 +9,11 @@ declared, in order                                   step
 Convolution of one input channel (one group, zero    one product over the pooling windows' cells
 padding), [Clamp], MaxPooling                        (:class:`~.steps.ConvolutionPoolingStep`)
 Clamp, MaxPooling                                    the clamp taken into the pooling (:class:`~.steps.PoolingStep`)
+Convolution or Affine, BatchNormalization            the two, the normalisation folded into the layer's weights
+                                                     in inference (:class:`~.steps.NormalizedStep`)
 Convolution / MaxPooling / Clamp / Affine /          that layer's fast kernel
-BatchNormalization / Flattening
+BatchNormalization / Flattening / Logistic /
+InvertedDropout
 Skip (Residual)                                      a plan for each path (:class:`~.steps.ResidualStep`)
 anything else                                        the layer as itself (:class:`~.steps.LayerStep`)
 ===================================================  ============================================================
@@ -30,6 +33,8 @@ from ..declarations import (
     Clamp,
     Convolution,
     Flattening,
+    InvertedDropout,
+    Logistic,
     MaxPooling,
     Skip,
 )
@@ -64,8 +69,9 @@ def _one_channel_convolution(layer, what) -> bool:
     return what.groups == 1 and what.padding_mode == "zeros" and weight.shape[1] == 1
 
 
-def _steps(items) -> list[tuple[list[str], S.Step]]:
-    """The steps for ``(name, layer, declaration)`` items, each with the names of the layers it runs."""
+def _steps(items, workspace: dict) -> list[tuple[list[str], S.Step]]:
+    """The steps for ``(name, layer, declaration)`` items, each with the names of the layers it runs; their
+    scratch memory comes from ``workspace``."""
     steps, i = [], 0
     kinds = [type(what) for _, _, what in items]
     while i < len(items):
@@ -77,26 +83,36 @@ def _steps(items) -> list[tuple[list[str], S.Step]]:
                 pool = items[i + taken - 1][2]
                 floor = items[i + 1][2].floor if taken == 3 else None
                 rest = [item[1] for item in items[i + 1 : i + taken]]
-                step = S.ConvolutionPoolingStep(layer, *rest, declared=what, window=pool.window, floor=floor)
+                step = S.ConvolutionPoolingStep(
+                    layer, *rest, declared=what, window=pool.window, workspace=workspace, floor=floor
+                )
                 steps.append(([item[0] for item in items[i : i + taken]], step))
                 i += taken
                 continue
-        if isinstance(what, Clamp) and following[:1] == [MaxPooling]:
-            pool_name, pool, pool_what = items[i + 1]
-            steps.append(([name, pool_name], S.PoolingStep(layer, pool, window=pool_what.window, floor=what.floor)))
+        if isinstance(what, (Convolution, Affine)) and following[:1] == [BatchNormalization]:
+            norm = S.BatchNormStep(items[i + 1][1], items[i + 1][2])
+            producer = _single(layer, what, workspace)
+            step = S.NormalizedStep(producer, norm, axis=0 if isinstance(what, Convolution) else 1)
+            steps.append(([name, items[i + 1][0]], step))
             i += 2
             continue
-        steps.append(([name], _single(layer, what)))
+        if isinstance(what, Clamp) and following[:1] == [MaxPooling]:
+            pool_name, pool, pool_what = items[i + 1]
+            step = S.PoolingStep(layer, pool, window=pool_what.window, workspace=workspace, floor=what.floor)
+            steps.append(([name, pool_name], step))
+            i += 2
+            continue
+        steps.append(([name], _single(layer, what, workspace)))
         i += 1
     return steps
 
 
-def _single(layer, what) -> S.Step:
+def _single(layer, what, workspace: dict) -> S.Step:
     """The step of one layer on its own."""
     if isinstance(what, Convolution):
-        return S.ConvolutionStep(layer, what)
+        return S.ConvolutionStep(layer, what, workspace)
     if isinstance(what, MaxPooling):
-        return S.PoolingStep(layer, window=what.window)
+        return S.PoolingStep(layer, window=what.window, workspace=workspace)
     if isinstance(what, Clamp):
         return S.ClampStep(layer, what.floor)
     if isinstance(what, Affine):
@@ -105,9 +121,13 @@ def _single(layer, what) -> S.Step:
         return S.BatchNormStep(layer, what)
     if isinstance(what, Flattening):
         return S.FlattenStep(layer)
+    if isinstance(what, Logistic):
+        return S.LogisticStep(layer)
+    if isinstance(what, InvertedDropout):
+        return S.DropoutStep(layer)
     if isinstance(what, Skip):
-        projection = None if what.projection is None else CompiledModel(what.projection)
-        return S.ResidualStep(layer, CompiledModel(what.body), projection)
+        projection = None if what.projection is None else CompiledModel(what.projection, workspace)
+        return S.ResidualStep(layer, CompiledModel(what.body, workspace), projection)
     return S.LayerStep(layer)
 
 
@@ -116,43 +136,45 @@ class CompiledModel:
     (``compiled.params is`` the model's arrays), the same results as the model's own ``forward``, ``backward`` and
     ``predict`` (to rounding), computed faster.  Build it with :func:`handgrad.compile`."""
 
-    def __init__(self, model):
+    def __init__(self, model, workspace: dict | None = None):
         self.model = model
-        self.steps = _steps(list(_leaves(model, "")))
+        self.workspace = {} if workspace is None else workspace  # the scratch memory every step shares
+        self.steps = _steps(list(_leaves(model, "")), self.workspace)
 
     def forward(self, x) -> np.ndarray:
-        return self.run_forward(x, owned=False)
+        return self.run_forward(x, owned=False)[0]
 
     __call__ = forward
 
     def predict(self, x) -> np.ndarray:
         """The output for inference, keeping nothing for a backward pass."""
-        return self.run_predict(x, owned=False)
+        return self.run_predict(x, owned=False)[0]
 
     def backward(self, dy, input_grad: bool = True) -> np.ndarray | None:
         """Back through every step; the layers' ``grads`` hold the parameter gradients.  ``input_grad=False``
         skips the gradient of the model's input."""
-        return self.run_backward(dy, input_grad, owned=False)
+        return self.run_backward(dy, input_grad, owned=False)[0]
 
     def run_forward(self, x, owned: bool):
-        """``forward``, where ``owned`` says whether the plan may write over ``x`` (never the caller's)."""
+        """``forward``, where ``owned`` says whether the plan may write over ``x`` (never the caller's); returns
+        the output and whether the plan owns it."""
         for _, step in self.steps:
             x = step.forward(x, owned)
             owned = step.output_owned(owned)
-        return x
+        return x, owned
 
     def run_predict(self, x, owned: bool):
         for _, step in self.steps:
             x = step.predict(x, owned)
-            owned = step.output_owned(owned)
-        return x
+            owned = step.prediction_owned(owned)
+        return x, owned
 
     def run_backward(self, dy, input_grad: bool, owned: bool):
         for k in reversed(range(len(self.steps))):
             step = self.steps[k][1]
             dy = step.backward(dy, owned, input_grad or k > 0)
             owned = step.gradient_owned(owned)
-        return dy
+        return dy, owned
 
     @property
     def params(self) -> dict[str, np.ndarray]:

@@ -23,7 +23,7 @@ from ._ufuncs import at_least
 from .conv import conv2d_backward, conv2d_forward
 from .conv_pool import conv2d_maxpool2d_backward, conv2d_maxpool2d_forward, fusable
 from .linear import linear_backward
-from .norm import batchnorm_backward, batchnorm_forward
+from .norm import batchnorm_backward, batchnorm_forward, folded
 from .pool import maxpool2d_backward, maxpool2d_forward
 
 # A clamp writes over its input from this size on.  A new array this large costs fresh pages from the operating
@@ -57,6 +57,10 @@ class Step:
         """Whether the last backward's result is a new array that nothing keeps (default: yes)."""
         return True
 
+    def prediction_owned(self, owned: bool) -> bool:
+        """``output_owned`` for the last ``predict``, which keeps nothing."""
+        return self.output_owned(owned)
+
     def _cached(self):
         if self.cache is None:
             raise RuntimeError(f"{type(self.layers[0]).__name__}.backward called before forward: run forward(x) first")
@@ -89,13 +93,13 @@ class LayerStep(Step):
 
 
 class ConvolutionStep(Step):
-    """A convolution in (C, H, W, N) memory with the scratch of :mod:`.conv`, which this step owns."""
+    """A convolution in (C, H, W, N) memory with the scratch of :mod:`.conv`, from the plan's ``workspace``."""
 
     kind = "convolution"
 
-    def __init__(self, conv, declared):
+    def __init__(self, conv, declared, workspace: dict):
         super().__init__(conv)
-        self.declared, self.workspace = declared, {}
+        self.declared, self.workspace = declared, workspace
 
     def _input(self, x):
         x = self.layers[0].as_input(x)
@@ -114,11 +118,15 @@ class ConvolutionStep(Step):
         return y
 
     def predict(self, x, owned):
-        """Temporaries of the call's own instead of the workspace: in inference, kept scratch would only add every
-        layer's to the peak, and a forward pass's columns stay for its backward."""
         params = self.layers[0].params
+        return self.predict_with(x, params["weight"], params.get("bias"))
+
+    def predict_with(self, x, weight, bias):
+        """Inference with the given weight and bias, and temporaries of the call's own instead of the workspace:
+        in inference, kept scratch would only add every layer's to the peak, and a forward pass's columns stay
+        for its backward."""
         xp, window = self._input(x)
-        return conv2d_forward(xp, params["weight"], params.get("bias"), window, self.declared.groups)[0]
+        return conv2d_forward(xp, weight, bias, window, self.declared.groups)[0]
 
     def backward(self, dy, owned, input_grad):
         cache, size = self._cached()
@@ -134,9 +142,9 @@ class PoolingStep(Step):
     ``max(X, floor)`` (:func:`.pool.maxpool2d_forward`), so the clamp's pass never runs.  In evaluation mode the
     forward pass takes only the maxima; the winners are found if a backward pass asks."""
 
-    def __init__(self, *layers, window: Window, floor=None):
+    def __init__(self, *layers, window: Window, workspace: dict, floor=None):
         super().__init__(*layers)
-        self.window, self.floor, self.workspace = window, floor, {}
+        self.window, self.floor, self.workspace = window, floor, workspace
         self.kind = "max-pooling" if floor is None else "clamp taken into max-pooling"
 
     def forward(self, x, owned):
@@ -160,11 +168,11 @@ class ConvolutionPoolingStep(Step):
     does not allow it, and in inference (which takes only the maxima), the convolution and the pooling run as the
     steps they would be on their own."""
 
-    def __init__(self, conv, *rest, declared, window: Window, floor=None):
+    def __init__(self, conv, *rest, declared, window: Window, workspace: dict, floor=None):
         super().__init__(conv, *rest)
-        self.conv = ConvolutionStep(conv, declared)
-        self.pool = PoolingStep(*rest, window=window, floor=floor)
-        self.declared, self.window, self.floor, self.workspace = declared, window, floor, {}
+        self.conv = ConvolutionStep(conv, declared, workspace)
+        self.pool = PoolingStep(*rest, window=window, workspace=workspace, floor=floor)
+        self.declared, self.window, self.floor, self.workspace = declared, window, floor, workspace
         self.kind = "convolution, " + ("clamp, " if floor is not None else "") + "max-pooling as one product"
         self.separately = False  # the last forward ran the two steps
 
@@ -235,8 +243,10 @@ class AffineStep(Step):
         return y
 
     def predict(self, x, owned):
-        layer = self.layers[0]
-        return F.linear_forward(layer.as_input(x), layer.params["weight"], layer.params.get("bias"))[0]
+        return self.predict_with(x, self.layers[0].params["weight"], self.layers[0].params.get("bias"))
+
+    def predict_with(self, x, weight, bias):
+        return F.linear_forward(self.layers[0].as_input(x), weight, bias)[0]
 
     def backward(self, dy, owned, input_grad):
         dx, dw, db = linear_backward(dy, self._cached(), input_grad)
@@ -245,7 +255,7 @@ class AffineStep(Step):
 
 
 class BatchNormStep(Step):
-    """Batch normalisation computed per channel column of (C, H, W, N) memory (:mod:`.norm`)."""
+    """Batch normalisation on one row per channel of (C, H, W, N) memory, in fewer passes (:mod:`.norm`)."""
 
     kind = "batch normalisation"
 
@@ -255,10 +265,9 @@ class BatchNormStep(Step):
 
     def _run(self, x, training):
         layer = self.layers[0]
-        x = layer.check_input(x)
         params, buffers = layer.params, layer.buffers
-        y, cache, running = batchnorm_forward(
-            x,
+        return batchnorm_forward(
+            layer.check_input(x),
             params.get("weight"),
             params.get("bias"),
             buffers["running_mean"],
@@ -267,7 +276,6 @@ class BatchNormStep(Step):
             self.declared.momentum,
             self.declared.eps,
         )
-        return y, (cache, x.shape), running
 
     def forward(self, x, owned):
         training = self.layers[0].training
@@ -281,13 +289,122 @@ class BatchNormStep(Step):
         return self._run(x, False)[0]
 
     def backward(self, dy, owned, input_grad):
-        cache, shape = self._cached()
-        dx, dgamma, dbeta = batchnorm_backward(dy, cache, shape)
+        dx, dgamma, dbeta = batchnorm_backward(dy, self._cached())
         self.layers[0].grads = {} if dgamma is None else {"weight": dgamma, "bias": dbeta}
         return dx
 
+    def folded(self, weight, bias, axis):
+        """``weight`` and ``bias`` of the layer before, with this normalisation's evaluation mode taken in."""
+        layer = self.layers[0]
+        params, buffers = layer.params, layer.buffers
+        return folded(
+            weight,
+            bias,
+            params.get("weight"),
+            params.get("bias"),
+            buffers["running_mean"],
+            buffers["running_var"],
+            self.declared.eps,
+            axis,
+        )
+
+
+class NormalizedStep(Step):
+    """A convolution or an affine layer and the batch normalisation after it.  Training runs the two steps; in
+    inference the normalisation, a fixed affine map per output feature, is taken into the layer's weights and bias
+    (:func:`.norm.folded`), so only the layer runs."""
+
+    def __init__(self, producer: Step, norm: BatchNormStep, axis: int):
+        super().__init__(*producer.layers, *norm.layers)
+        self.producer, self.norm, self.axis = producer, norm, axis
+        self.kind = f"{producer.kind} with its batch normalisation folded in for inference"
+
+    def forward(self, x, owned):
+        return self.norm.forward(self.producer.forward(x, owned), True)
+
+    def backward(self, dy, owned, input_grad):
+        return self.producer.backward(self.norm.backward(dy, owned, True), True, input_grad)
+
+    def predict(self, x, owned):
+        params = self.layers[0].params
+        weight, bias = self.norm.folded(params["weight"], params.get("bias"), self.axis)
+        return self.producer.predict_with(x, weight, bias)
+
     def output_owned(self, owned):
-        return "weight" in self.layers[0].params  # without the affine step Y is the X_hat it keeps
+        return self.norm.output_owned(True)
+
+
+class LogisticStep(Step):
+    """``Y = 1 / (1 + e^-X)`` computed in one buffer (four passes), written over X when the plan owns it, and
+    ``dX = dY Y (1 - Y)`` over dY.  An e^-X that overflows is infinite and gives Y = 0, its limit."""
+
+    kind = "logistic"
+
+    def _sigmoid(self, x, owned):
+        x = as_float_array(x, "x", "sigmoid")
+        y = np.negative(x, out=x if owned and _writable(x) else None)
+        with np.errstate(over="ignore"):
+            np.exp(y, out=y)
+        y += 1
+        return np.reciprocal(y, out=y)
+
+    def forward(self, x, owned):
+        self.cache = self._sigmoid(x, owned)
+        return self.cache
+
+    def predict(self, x, owned):
+        return self._sigmoid(x, owned)
+
+    def backward(self, dy, owned, input_grad):
+        self.layers[0].grads = {}
+        y = self._cached()
+        dy = as_float_array(dy, "dy", "sigmoid_backward")
+        check_same_shape(dy, y.shape, "dy", "sigmoid_backward")
+        slope = np.subtract(1, y)
+        slope *= y  # Y (1 - Y)
+        return np.multiply(dy, slope, out=dy if owned and _writable(dy) else slope)
+
+    def output_owned(self, owned):
+        return False  # the backward pass reads Y
+
+    def prediction_owned(self, owned):
+        return True
+
+
+class DropoutStep(Step):
+    """Inverted dropout with the formula tier's masks (the same draws from the layer's generator): Y = X * M * s
+    with ``M = [U >= p]``, ``s = 1 / (1 - p)``, the mask kept as 0 and s; in evaluation mode the identity."""
+
+    kind = "dropout"
+
+    def forward(self, x, owned):
+        layer = self.layers[0]
+        x = as_float_array(x, "x", "dropout")
+        if not layer.training:
+            self.cache = None
+            return x
+        mask = layer.rng.random(x.shape, dtype=np.float32) if layer.p > 0 else np.ones(x.shape, np.float32)
+        keep = mask >= layer.p
+        scale = 0.0 if layer.p == 1 else 1 / (1 - layer.p)
+        self.cache = np.multiply(keep, x.dtype.type(scale), dtype=x.dtype)
+        return np.multiply(x, self.cache, out=x if owned and _writable(x) else None)
+
+    def predict(self, x, owned):
+        return as_float_array(x, "x", "dropout")
+
+    def backward(self, dy, owned, input_grad):
+        self.layers[0].grads = {}
+        dy = as_float_array(dy, "dy", "dropout_backward")
+        if self.cache is None:  # evaluation mode
+            return dy if owned else dy.copy()
+        check_same_shape(dy, self.cache.shape, "dy", "dropout_backward")
+        return np.multiply(dy, self.cache, out=dy if owned and _writable(dy) else None)
+
+    def output_owned(self, owned):
+        return True if self.layers[0].training else owned
+
+    def prediction_owned(self, owned):
+        return owned
 
 
 class FlattenStep(Step):
@@ -316,7 +433,7 @@ class FlattenStep(Step):
 
 class ResidualStep(Step):
     """``body(X) + X`` or ``body(X) + projection(X)``, each path a compiled plan of its own; X and dY go to both
-    paths, so neither may write over them."""
+    paths, so neither may write over them, and the sum is written over the body's result when its plan owns it."""
 
     kind = "residual"
 
@@ -325,8 +442,8 @@ class ResidualStep(Step):
         self.body, self.projection = body, projection
 
     def _paths(self, x, run):
-        fx = run(self.body, x)
-        sx = x if self.projection is None else run(self.projection, x)
+        fx, fx_owned = run(self.body, x)
+        sx = x if self.projection is None else run(self.projection, x)[0]
         if np.shape(fx) != np.shape(sx):
             hint = (
                 ""
@@ -334,7 +451,7 @@ class ResidualStep(Step):
                 else "; give a projection that maps the input to the body's output shape"
             )
             raise ValueError(f"Residual: the body gives shape {np.shape(fx)} but the skip path {np.shape(sx)}{hint}")
-        return fx + sx
+        return _sum(fx, fx_owned, sx)
 
     def forward(self, x, owned):
         self.cache = np.shape(x)
@@ -345,11 +462,21 @@ class ResidualStep(Step):
 
     def backward(self, dy, owned, input_grad):
         self._cached()
-        dx = self.body.run_backward(dy, input_grad, owned=False)
-        skip = dy if self.projection is None else self.projection.run_backward(dy, input_grad, owned=False)
-        return dx + skip if input_grad else None
+        dx, dx_owned = self.body.run_backward(dy, input_grad, owned=False)
+        if not input_grad:
+            if self.projection is not None:
+                self.projection.run_backward(dy, input_grad, owned=False)
+            return None
+        skip = dy if self.projection is None else self.projection.run_backward(dy, input_grad, owned=False)[0]
+        return _sum(dx, dx_owned, skip)
 
     def __repr__(self) -> str:
         body = repr(self.body).replace("\n", "\n  ")
         projection = "" if self.projection is None else "\n  projection: " + repr(self.projection).replace("\n", "\n  ")
         return f"residual:\n  body: {body}{projection}"
+
+
+def _sum(a, a_owned: bool, b):
+    """``a + b``, written over ``a`` when the plan owns it and it can hold the sum."""
+    in_place = a_owned and _writable(a) and a.dtype == np.result_type(a, b) and a.shape == np.shape(b)
+    return np.add(a, b, out=a if in_place else None)

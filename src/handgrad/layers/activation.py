@@ -6,7 +6,7 @@ import numpy as np
 
 from .. import functional as F
 from .._checks import as_float_array, check_same_shape
-from ..declarations import Clamp, Flattening
+from ..declarations import Clamp, Flattening, InvertedDropout, Logistic
 from .base import Layer
 
 
@@ -69,6 +69,9 @@ class Dropout(Layer):
         self.p = float(p)
         self.rng = np.random.default_rng() if rng is None else rng
 
+    def declaration(self):
+        return InvertedDropout(self.p)
+
     def _forward(self, x):
         if not self.training:  # the identity; the cache is the shape
             x = as_float_array(x, "x", "dropout")
@@ -91,6 +94,9 @@ class Dropout(Layer):
 
 class Sigmoid(Layer):
     """``y = 1 / (1 + e^-x)``, finite and warning-free for any finite x."""
+
+    def declaration(self):
+        return Logistic()
 
     def _forward(self, x):
         return F.sigmoid_forward(x)
