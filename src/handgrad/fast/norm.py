@@ -61,7 +61,7 @@ def batchnorm_forward(x, gamma, beta, running_mean, running_var, training, momen
     """:func:`handgrad.functional.batchnorm_forward` (the same values, to rounding): y, the cache for
     :func:`batchnorm_backward` and the new running statistics."""
     rows = _rows(x)  # (C, M)
-    c, m = rows.shape
+    m = rows.shape[1]
     if training:
         if m < 2:
             raise ValueError(
@@ -89,7 +89,7 @@ def batchnorm_backward(dy, cache: BatchNormCache):
     the last two without affine parameters)."""
     dy = as_float_array(dy, "dy", "batchnorm_backward")
     check_same_shape(dy, cache.shape, "dy", "batchnorm_backward")
-    rows, (c, m) = _rows(dy), cache.centred.shape
+    rows, m = _rows(dy), cache.centred.shape[1]
     dbeta = _row_sums(rows)
     dgamma = _row_dots(rows, cache.centred) * cache.inv_std
     dx = np.multiply(rows, cache.scale[:, None])
