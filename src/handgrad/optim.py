@@ -41,6 +41,17 @@ class Optimizer:
         self.params, self.lr, self.weight_decay = params, float(lr), float(weight_decay)
         self.buffers: dict[str, dict[str, np.ndarray]] = {slot: {} for slot in self.slots}
         self.t = 0
+        self._temporaries: dict = {}  # (dtype, k) -> one flat array for every parameter's k-th temporary
+
+    def _temporary(self, like: np.ndarray, k: int = 0) -> np.ndarray:
+        """Scratch shaped like ``like`` for an update's intermediate values: the front of one flat array per
+        dtype and k that every parameter shares, so that a step allocates nothing (a large temporary costs
+        fresh pages from the operating system at every step)."""
+        key = (like.dtype, k)
+        flat = self._temporaries.get(key)
+        if flat is None or flat.size < like.size:
+            flat = self._temporaries[key] = np.empty(max(p.size for p in self.params.values()), like.dtype)
+        return flat[: like.size].reshape(like.shape)
 
     def step(self, grads: dict[str, np.ndarray]) -> None:
         missing = set(self.params) - set(grads)
@@ -49,8 +60,8 @@ class Optimizer:
         self.t += 1
         for name, w in self.params.items():
             g = grads[name]
-            if self.weight_decay:
-                g = g + self.weight_decay * w  # L2 term in the gradient, as torch.optim does
+            if self.weight_decay:  # the L2 term in the gradient, as torch.optim does: g + lambda W
+                g = np.add(g, np.multiply(w, self.weight_decay, out=self._temporary(w, 1)), out=self._temporary(w, 1))
             self._update(name, w, g)
 
     def _update(self, name: str, w: np.ndarray, g: np.ndarray) -> None:
@@ -126,8 +137,11 @@ class SGD(Optimizer):
             else:
                 v *= self.momentum
                 v += g
-            g = g + self.momentum * v if self.nesterov else v
-        w -= self.lr * g
+            if self.nesterov:
+                g = np.add(g, np.multiply(v, self.momentum, out=self._temporary(w, 2)), out=self._temporary(w, 2))
+            else:
+                g = v
+        w -= np.multiply(g, self.lr, out=self._temporary(w))
 
 
 class Adam(Optimizer):
@@ -151,12 +165,18 @@ class Adam(Optimizer):
         beta1, beta2 = self.betas
         m = self.buffers["m"].setdefault(name, np.zeros_like(w))
         v = self.buffers["v"].setdefault(name, np.zeros_like(w))
+        step = self._temporary(w)
         m *= beta1
-        m += (1 - beta1) * g
+        m += np.multiply(g, 1 - beta1, out=step)
         v *= beta2
-        v += (1 - beta2) * g * g
+        v += np.multiply(np.square(g, out=step), 1 - beta2, out=step)
         correction1, correction2 = 1 - beta1**self.t, 1 - beta2**self.t
-        w -= (self.lr / correction1) * m / (np.sqrt(v) / math.sqrt(correction2) + self.eps)
+        denominator = np.sqrt(v, out=step)  # sqrt(v / (1 - beta2^t)) + eps
+        denominator /= math.sqrt(correction2)
+        denominator += self.eps
+        step = np.divide(m, denominator, out=step)
+        step *= self.lr / correction1
+        w -= step
 
 
 OPTIMIZERS = ("sgd", "momentum", "nesterov", "adam")
