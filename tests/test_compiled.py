@@ -342,3 +342,32 @@ def test_the_steps_share_one_workspace(rng):
     buffers = [key for key in compiled.workspace if isinstance(key, tuple)]
     assert len(buffers) == len(set(buffers)) and ("columns", np.dtype(np.float64)) in buffers
     assert all(step.workspace is compiled.workspace for _, step in compiled.steps if hasattr(step, "workspace"))
+
+
+@pytest.mark.parametrize("first", ["flatten", "relu", "residual", "preset"])
+def test_without_the_inputs_gradient_every_parameter_gradient_is_the_same(rng, first):
+    """``backward(dy, input_grad=False)``: None for the input, and the parameter gradients of the formula tier,
+    whatever parameter-free steps come first (they need not run at all)."""
+    kw = {"dtype": np.float64, "rng": rng}
+    if first == "preset":
+        model = presets.build("fashion-cnn", rng, np.float64, None)[0]
+    else:
+        head = {
+            "flatten": [Flatten()],
+            "relu": [ReLU(), MaxPool2D(2), Flatten()],
+            "residual": [Residual([Conv2D(1, 1, 3, padding=1, **kw)]), Flatten()],
+        }[first]
+        model = Sequential(head + [Linear(16 if first == "relu" else 64, 3, **kw), Sigmoid(), Linear(3, 2, **kw)])
+    x = rng.standard_normal((4, 1, 28, 28) if first == "preset" else (4, 1, 8, 8))
+    state = model.state()
+    y = model.forward(x)
+    dy = rng.uniform(-1, 1, size=y.shape)
+    assert model.backward(dy, input_grad=False) is None
+    want = {k: v.copy() for k, v in model.grads.items()}
+    model.load_state(state)
+    compiled = handgrad.compile(model)
+    compiled.forward(x)
+    assert compiled.backward(dy, input_grad=False) is None
+    assert compiled.grads.keys() == want.keys()
+    for name, grad in want.items():
+        assert_close(compiled.grads[name], grad, RTOL, name, floor=NOISE * max(np.abs(g).max() for g in want.values()))

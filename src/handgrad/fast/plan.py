@@ -140,6 +140,9 @@ class CompiledModel:
         self.model = model
         self.workspace = {} if workspace is None else workspace  # the scratch memory every step shares
         self.steps = _steps(list(_leaves(model, "")), self.workspace)
+        # the first step with parameters: without the model input's gradient, none is wanted before it
+        trained = [k for k, (_, step) in enumerate(self.steps) if any(layer.params for layer in step.layers)]
+        self.first_trained = trained[0] if trained else len(self.steps)
 
     def forward(self, x) -> np.ndarray:
         return self.run_forward(x, owned=False)[0]
@@ -170,11 +173,13 @@ class CompiledModel:
         return x, owned
 
     def run_backward(self, dy, input_grad: bool, owned: bool):
-        for k in reversed(range(len(self.steps))):
+        """``backward``; without ``input_grad`` the steps before the first with parameters do not run, and the
+        first step with parameters computes no gradient of its input."""
+        for k in reversed(range(0 if input_grad else self.first_trained, len(self.steps))):
             step = self.steps[k][1]
-            dy = step.backward(dy, owned, input_grad or k > 0)
+            dy = step.backward(dy, owned, input_grad or k > self.first_trained)
             owned = step.gradient_owned(owned)
-        return dy, owned
+        return (dy, owned) if input_grad else (None, False)
 
     @property
     def params(self) -> dict[str, np.ndarray]:

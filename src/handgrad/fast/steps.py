@@ -373,7 +373,9 @@ class LogisticStep(Step):
 
 class DropoutStep(Step):
     """Inverted dropout with the formula tier's masks (the same draws from the layer's generator): Y = X * M * s
-    with ``M = [U >= p]``, ``s = 1 / (1 - p)``, the mask kept as 0 and s; in evaluation mode the identity."""
+    with ``M = [U >= p]`` and ``s = 1 / (1 - p)``; in evaluation mode the identity.  U comes in the C order of X's
+    shape, as the formula tier draws it; the mask is laid out in X's memory order once (a transposing copy of a
+    byte per value), so that both passes multiply arrays of one order."""
 
     kind = "dropout"
 
@@ -383,28 +385,42 @@ class DropoutStep(Step):
         if not layer.training:
             self.cache = None
             return x
-        mask = layer.rng.random(x.shape, dtype=np.float32) if layer.p > 0 else np.ones(x.shape, np.float32)
-        keep = mask >= layer.p
-        scale = 0.0 if layer.p == 1 else 1 / (1 - layer.p)
-        self.cache = np.multiply(keep, x.dtype.type(scale), dtype=x.dtype)
-        return np.multiply(x, self.cache, out=x if owned and _writable(x) else None)
+        keep = layer.rng.random(x.shape, dtype=np.float32) >= layer.p if layer.p > 0 else np.ones(x.shape, bool)
+        self.cache = keep = _in_memory_order_of(x, keep)
+        scale = x.dtype.type(0.0 if layer.p == 1 else 1 / (1 - layer.p))
+        y = np.multiply(x, keep, out=x if owned and _writable(x) else None)
+        y *= scale
+        return y
 
     def predict(self, x, owned):
         return as_float_array(x, "x", "dropout")
 
     def backward(self, dy, owned, input_grad):
-        self.layers[0].grads = {}
+        layer = self.layers[0]
+        layer.grads = {}
         dy = as_float_array(dy, "dy", "dropout_backward")
         if self.cache is None:  # evaluation mode
             return dy if owned else dy.copy()
         check_same_shape(dy, self.cache.shape, "dy", "dropout_backward")
-        return np.multiply(dy, self.cache, out=dy if owned and _writable(dy) else None)
+        dx = np.multiply(dy, self.cache, out=dy if owned and _writable(dy) else None)
+        dx *= dx.dtype.type(0.0 if layer.p == 1 else 1 / (1 - layer.p))
+        return dx
 
     def output_owned(self, owned):
         return True if self.layers[0].training else owned
 
     def prediction_owned(self, owned):
         return owned
+
+
+def _in_memory_order_of(x: np.ndarray, a: np.ndarray) -> np.ndarray:
+    """``a`` (of x's shape, any order) copied into x's memory order: axes from the largest stride to the smallest."""
+    order = sorted(range(x.ndim), key=lambda axis: -abs(x.strides[axis]))
+    if order == sorted(range(a.ndim), key=lambda axis: -abs(a.strides[axis])):
+        return a
+    laid = np.empty([x.shape[axis] for axis in order], dtype=a.dtype)
+    np.copyto(laid, a.transpose(order))
+    return laid.transpose(np.argsort(order))
 
 
 class FlattenStep(Step):
