@@ -168,7 +168,7 @@ def conv2d_maxpool2d_forward(x, w, b, conv: Window, pool: Window, floor=None, wo
         raise ValueError(f"{where}: this convolution and pooling do not run as one product (see fusable)")
     if conv.mode == "conv":
         w = np.ascontiguousarray(w[:, :, ::-1, ::-1])  # as cross-correlated; conv.lead already uses K-1-c
-    if not all(_finite(a) for a in (x, w, b) if a is not None):  # 0 * inf: see the module's Order of the sums
+    if not x.size or not all(_finite(a) for a in (x, w, b) if a is not None):  # 0 * inf: the Order of the sums
         return _separately(x, w, b, conv, pool, floor, workspace)
     geometry, dtype = phases(conv, pool, x.shape[2:]), np.dtype(np.result_type(x, w))
     x_c, mark = batch_innermost(x), stamp(workspace)

@@ -214,7 +214,7 @@ def _tiled_forward(x_c: np.ndarray, kernel: tuple[int, int], out: tuple[int, int
     for part in chunks(x_c.shape[0], x_c[0].nbytes):
         cells = scratch(workspace, "window cells", phases[:, :, part].shape, x_c.dtype)  # (kH, kW, chunk, ...)
         np.copyto(cells, phases[:, :, part])
-        cells = cells.reshape(-1, *cells.shape[2:])  # cell k = a*kW + b first
+        cells = cells.reshape(kernel[0] * kernel[1], *cells.shape[2:])  # cell k = a*kW + b first
         _track_maxima(cells, y[part], cell[part], floor)
     if np.isnan(y).any():  # rare: a NaN wins its window (the last NaN, as in PyTorch)
         for k in range(kernel[0] * kernel[1]):

@@ -138,7 +138,7 @@ def flatten_forward(x):
     x = as_float_array(x, "x", "flatten")
     if x.ndim < 2:
         raise ValueError(f"flatten: x must be (N, ...) with at least 2 axes, got shape {x.shape}")
-    return x.reshape(x.shape[0], -1), x.shape
+    return x.reshape(x.shape[0], math.prod(x.shape[1:])), x.shape
 
 
 def flatten_backward(dy, x_shape):

@@ -29,6 +29,13 @@ def _check_reduction(reduction: str, where: str) -> None:
         raise ValueError(f"{where}: reduction must be one of {REDUCTIONS}, got {reduction!r}")
 
 
+def _check_not_empty(y: np.ndarray, where: str) -> None:
+    """A loss of an empty batch is refused: a mean over no sample is undefined (every layer passes an empty
+    batch on as an empty array; the loss is where it stops)."""
+    if y.shape[0] == 0 or y.size == 0:
+        raise ValueError(f"{where}: the batch is empty (prediction of shape {y.shape}): a loss needs a sample")
+
+
 def class_targets(target, shape: tuple, dtype, where: str) -> np.ndarray:
     """Integer labels (N,) or probability rows (N, K) -> rows T (N, K) of ``dtype``, checked."""
     n, k = shape
@@ -65,6 +72,7 @@ def mse_forward(y, t, reduction="mean"):
     y, t = as_float_array(y, "prediction", where), as_float_array(t, "target", where)
     if y.shape != t.shape:
         raise ValueError(f"{where}: target must have the prediction's shape {y.shape}, got {t.shape}")
+    _check_not_empty(y, where)
     scale = 1 / y.size if reduction == "mean" else 1.0
     diff = y - t
     return float(np.sum(diff * diff) * scale), LossCache(y, t, scale)
@@ -90,6 +98,7 @@ def cross_entropy_forward(y, target, reduction="mean"):
     _check_reduction(reduction, where)
     y = as_float_array(y, "prediction", where)
     check_shape(y, 2, "(N, K) probabilities", "prediction", where)
+    _check_not_empty(y, where)
     t = class_targets(target, y.shape, y.dtype, where)
     scale = 1 / y.shape[0] if reduction == "mean" else 1.0
     hit = t > 0
@@ -126,6 +135,7 @@ def softmax_cross_entropy_forward(z, target, reduction="mean"):
     _check_reduction(reduction, where)
     z = as_float_array(z, "logits", where)
     check_shape(z, 2, "(N, K) logits", "logits", where)
+    _check_not_empty(z, where)
     t = class_targets(target, z.shape, z.dtype, where)
     scale = 1 / z.shape[0] if reduction == "mean" else 1.0
     m = z.max(axis=1, keepdims=True)  # (N, 1)

@@ -25,7 +25,7 @@ def _windows(x, window: Window, where: str, fill: float):
     check_shape(x, 4, "(N, C, H, W)", "x", where)
     out = window.pooled_size(*x.shape[2:], where)
     cells = im2col(embed(x, window.lead, window.span(out), fill), window, out)  # (N, C, H_out, W_out, kH, kW)
-    return x, out, cells.reshape(*cells.shape[:4], -1)
+    return x, out, cells.reshape(*cells.shape[:4], window.kernel[0] * window.kernel[1])
 
 
 def _to_input(dcells: np.ndarray, window: Window, x_shape: tuple) -> np.ndarray:
@@ -73,7 +73,10 @@ def maxpool2d_forward(x, kernel_size, stride=None, padding=0, mode="xcorr", cent
     window = Window.pooling(kernel_size, stride, padding, mode, center, "maxpool2d", dilation, ceil_mode)
     x, out, cells = _windows(x, window, "maxpool2d", -np.inf)  # cells: (N, C, H_out, W_out, kH*kW)
     ones = np.ones((1, 1, *x.shape[2:]), dtype=bool)
-    inside = im2col(embed(ones, window.lead, window.span(out), False), window, out).reshape(1, 1, *out, -1)
+    cells_per_window = window.kernel[0] * window.kernel[1]
+    inside = im2col(embed(ones, window.lead, window.span(out), False), window, out).reshape(
+        1, 1, *out, cells_per_window
+    )
 
     y = cells.max(axis=-1)  # NaN propagates
     first = np.argmax(inside & (cells == y[..., None]), axis=-1)  # the first input cell that reaches the maximum
