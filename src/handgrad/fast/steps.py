@@ -3,12 +3,12 @@
 Every step has the interface the plan drives (:mod:`.plan`)::
 
     forward(x, owned) -> y          predict(x, owned) -> y          backward(dy, owned, input_grad) -> dx
-    output_owned(owned) -> bool     gradient_owned(owned) -> bool
+    output_owned(owned) -> bool     prediction_owned(owned) -> bool gradient_owned(owned) -> bool
 
 ``owned`` says whether the step may write over the array it is given: the plan passes True only for an array
 that an earlier step of its own created for this pass and that nothing else holds (not the caller's input, not
-an array some step keeps for its backward pass).  ``output_owned`` and ``gradient_owned`` tell the plan the
-same of what the step returned.  A step writes the parameter gradients of its layers into their ``grads``, so the
+an array some step keeps for its backward pass).  ``output_owned``, ``prediction_owned`` and ``gradient_owned``
+tell the plan the same of what the step's last forward, predict and backward returned.  A step writes the parameter gradients of its layers into their ``grads``, so the
 compiled model and its source are one model.
 """
 
