@@ -56,11 +56,11 @@ def evaluate_run(run_dir, data_dir=None, limit=None) -> RunEvaluation:
         positive_int(limit, "limit", "evaluate")
     model, loss, state = runs.load_model(run_dir)
     data = load_dataset(state.config.dataset, data_dir)
-    data.check(presets.INPUT_SHAPE[1:])
+    data.check()
     images, labels = data.test_images[:limit], data.test_labels[:limit]
     dtype = np.dtype(state.config.dtype)
     value, _, predictions = evaluate(compile_model(model), loss, images, labels, state.normalizer, dtype)
-    return RunEvaluation(model, state, data.spec.title, images, labels, value, predictions, len(data.test_labels))
+    return RunEvaluation(model, state, data.title, images, labels, value, predictions, len(data.test_labels))
 
 
 def confusion_matrix(labels: np.ndarray, predictions: np.ndarray, num_classes: int) -> np.ndarray:

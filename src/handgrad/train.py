@@ -63,11 +63,11 @@ def train(config: runs.TrainConfig, run_dir, *, resume=False, dataset=None, data
 
     # data
     data = dataset if dataset is not None else load_dataset(config.dataset, data_dir)
-    data.check(presets.INPUT_SHAPE[1:])
+    data.check()
     train_x, train_y = data.train_images[: config.train_limit], data.train_labels[: config.train_limit]
     test_x, test_y = data.test_images[: config.test_limit], data.test_labels[: config.test_limit]
     normalizer = Normalizer.fit(train_x, config.normalization)
-    log(f"data: {data.spec.title} from {data.source}: {len(train_x):,} training and {len(test_x):,} test images")
+    log(f"data: {data.title} from {data.source}: {len(train_x):,} training and {len(test_x):,} test images")
 
     # model, loss, optimiser, schedule: every random number from one generator
     rng = np.random.default_rng(config.seed)
