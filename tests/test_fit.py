@@ -186,3 +186,10 @@ def test_each_preset_has_its_own_defaults_and_train_help_shows_them(capsys):
         cli.main(["train", "--help"])
     help_text = capsys.readouterr().out
     assert "each model's defaults:" in help_text and "fashion-best" in help_text
+
+
+def test_seed_cnn_with_its_defaults_reaches_98_percent_on_the_mnist_test_digits(tmp_path):
+    digits = load("mnist-t10k", MNIST, allow_download=False)
+    result = train(runs.TrainConfig(dataset="mnist-t10k"), tmp_path, dataset=digits, progress=False, log=_quiet)
+    assert result.history.epoch == 10 and result.test["test_images"] == 2000
+    assert result.test["test_accuracy"] >= 0.98, result.test
