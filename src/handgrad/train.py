@@ -32,7 +32,7 @@ import numpy as np
 from . import presets, runs
 from .checkpoint import non_finite
 from .classifier import Classifier, model_arrays, model_dtype
-from .data import Normalizer, batch_indices
+from .data import DATASETS, Normalizer, batch_indices
 from .data import load as load_dataset
 from .data.augment import Augmentation
 from .data.split import held_out_count, hold_out
@@ -86,7 +86,7 @@ def train(config: runs.TrainConfig, run_dir, *, resume=False, dataset=None, data
         options = {"image_size": size, "channels": config.channels, "test_split": config.test_split}
         data = load_dataset(config.dataset, data_dir, **options)
     data.check()
-    if data.source is not None and Path(data.source).is_dir() and Path(config.dataset).is_dir():
+    if config.dataset not in DATASETS and Path(config.dataset).is_dir():
         # a folder's image size and channels, written down so that `handgrad evaluate` reads the same images
         config = replace(config, image_size=list(data.input_shape[1:]), channels=data.input_shape[0])
     rng = np.random.default_rng(config.seed)
