@@ -41,7 +41,10 @@ def _usage_error(capsys, argv, *fragments):
         (["--schedule", "step", "--gamma", "-1"], "gamma must be a finite number > 0, got -1.0"),
         (["--schedule", "step", "--gamma", "0"], "gamma must be a finite number > 0, got 0.0"),
         (["--optimizer", "momentum", "--momentum", "5"], "momentum must be in [0, 1), got 5.0"),
-        (["--optimizer", "sgd", "--momentum", "0.5"], "--momentum applies to --optimizer momentum or nesterov, not sgd"),
+        (
+            ["--optimizer", "sgd", "--momentum", "0.5"],
+            "--momentum applies to --optimizer momentum or nesterov, not sgd",
+        ),
         (["--val-split", "0", "--early-stopping", "2"], "early_stopping needs validation data: a val_split above 0"),
         (["--val-split", "64"], "--val-split 64 holds out 64 of 64 images, leaving none to train on"),
         (["--dataset", "nowhere"], "dataset '"),

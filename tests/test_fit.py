@@ -8,6 +8,7 @@ import csv
 import numpy as np
 import pytest
 from PIL import Image
+from test_idx import MNIST
 from test_own_data import colour_folder
 
 import handgrad
@@ -17,7 +18,6 @@ from handgrad.classifier import Classifier
 from handgrad.data import from_arrays, load, read_idx
 from handgrad.data.augment import Augmentation
 from handgrad.train import fit, train
-from test_idx import MNIST
 
 
 def _quiet(*args):
@@ -144,7 +144,8 @@ def test_steps_csv_tensorboard_and_progress_lines_every_n_steps_and_after_a_resu
     with open(tmp_path / logs.STEPS, "a") as f:
         f.write("8,2,1.0,0.5,0.01,100\n")  # a row of a session killed after the checkpoint
     train(config, tmp_path, resume=True, dataset=fashion, progress=False, log=_quiet)
-    rows = list(csv.DictReader(open(tmp_path / logs.STEPS)))
+    with open(tmp_path / logs.STEPS) as f:
+        rows = list(csv.DictReader(f))
     assert [int(r["step"]) for r in rows] == [2, 4, 6, 8, 10, 12] and [r["epoch"] for r in rows] == list("111222")
     assert all(0 < float(r["lr"]) <= config.lr and float(r["images_per_second"]) > 0 for r in rows)
 

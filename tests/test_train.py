@@ -62,7 +62,7 @@ def test_resume_is_bit_identical_to_an_uninterrupted_run(tmp_path, fashion):
     assert a.meta["rng"] == b.meta["rng"]
     untimed = [[{k: v for k, v in r.items() if "second" not in k} for r in run.metrics] for run in (resumed, straight)]
     assert untimed[0] == untimed[1] and resumed.test == straight.test
-    steps = [[row[:5] for row in csv.reader(open(tmp_path / run / logs.STEPS))] for run in ("straight", "split")]
+    steps = [[row[:5] for row in csv.reader((tmp_path / run / logs.STEPS).open())] for run in ("straight", "split")]
     assert steps[0] == steps[1] and len(steps[0]) == 1 + 4 * 6 // 3  # a header, then every third of 4 x 6 steps
 
 

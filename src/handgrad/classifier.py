@@ -61,7 +61,9 @@ class Classifier:
 
     def evaluate(self, images: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
         """``(mean loss, accuracy)`` on labelled images."""
-        value, accuracy, _ = evaluate(self.compiled, self.loss, self._checked(images), labels, self.normalizer, self.dtype)
+        value, accuracy, _ = evaluate(
+            self.compiled, self.loss, self._checked(images), labels, self.normalizer, self.dtype
+        )
         return value, accuracy
 
     def _checked(self, images) -> np.ndarray:

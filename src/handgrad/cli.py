@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +20,7 @@ from .optim import OPTIMIZERS, SCHEDULES
 from .presets import DEFAULTS, PRESETS
 
 MAX_SIZE = 16  # explain's largest size, kernel, stride, padding or count: it works numbers out by hand, to read
+
 
 def _split(text: str):
     """An argparse type: a fraction in [0, 1) (``0.1``) or a count of images (``500``)."""

@@ -105,7 +105,7 @@ def rebuild_layer(description, dtype, where: str = "model"):
         )
     args = description.get("args")
     if not isinstance(args, dict):
-        raise ValueError(f"{where}: a {kind.__name__} without its arguments")
+        raise ValueError(f"{where}: a {kind.__name__} without its arguments")  # noqa: TRY004 - a file's contents
     if _LAYERS[kind][1]:
         args = {**args, "dtype": dtype}
         if kind in (L.Conv2D, L.Linear):
@@ -121,7 +121,8 @@ def rebuild_layer(description, dtype, where: str = "model"):
 def rebuild(description: dict, dtype):
     """``(model, loss)`` as :func:`describe` described them, with fresh weights of ``dtype``."""
     if not isinstance(description, dict) or set(description) != {"layers", "loss", "reduction"}:
-        raise ValueError(f"model: expected {{'layers', 'loss', 'reduction'}}, got {description!r:.80}")
+        expected = "{'layers', 'loss', 'reduction'}"
+        raise ValueError(f"model: expected {expected}, got {description!r:.80}")
     if description["loss"] not in LOSSES:
         raise ValueError(f"model: loss must be one of {sorted(LOSSES)}, got {description['loss']!r}")
     model = rebuild_layer({"type": "Sequential", "layers": description["layers"]}, dtype)

@@ -28,8 +28,6 @@ import math
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
-import numpy as np
-
 from . import checkpoint, presets
 from .classifier import Classifier, file_meta, from_file, model_arrays
 from .data import NORMALIZATIONS, Normalizer

@@ -149,8 +149,10 @@ def _background_notes(path: Path, pixels: np.ndarray, invert: bool) -> list[str]
     if border >= LIGHT_BORDER:
         advice = "without --invert" if invert else "with --invert"
         return [
-            f"{path}: the background looks light (mean border grey level {border:.0f} of 255) where the model "
-            f"expects light objects on a dark background: try {advice}"
+            (
+                f"{path}: the background looks light (mean border grey level {border:.0f} of 255) where the model "
+                f"expects light objects on a dark background: try {advice}"
+            )
         ]
     return []
 

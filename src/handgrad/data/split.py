@@ -20,7 +20,8 @@ def held_out_count(split, n: int, option: str) -> int:
     split that would leave no image to train on.
     """
     if isinstance(split, bool) or not isinstance(split, (int, float)):
-        raise ValueError(f"{option}: expected a fraction in [0, 1) or a count of images, got {split!r}")
+        expected = "a fraction in [0, 1) or a count of images"
+        raise ValueError(f"{option}: expected {expected}, got {split!r}")  # noqa: TRY004 - a setting's value
     if isinstance(split, float):
         if not 0 <= split < 1:
             raise ValueError(f"{option}: a fraction must lie in [0, 1), got {split} (a count is a whole number)")
