@@ -177,6 +177,14 @@ def test_a_classifier_saves_and_loads_whole_from_one_file(tmp_path, rng):
     with pytest.raises(ValueError, match=r"Classifier: images must be uint8 pixels \(N, 3, 16, 16\), got uint8"):
         same.predict(x[:, 0])
 
+    class Mine(handgrad.layers.ReLU):  # a layer of one's own: its arguments do not say what it computes
+        pass
+
+    model.layers[1] = Mine()
+    with pytest.raises(ValueError, match=r"model.1: a Mine cannot be described for a file"):
+        fit(model, loss, data, rng=rng, epochs=1, out=tmp_path / "run", progress=False, log=_quiet)
+    assert not (tmp_path / "run").exists()
+
 
 def test_each_preset_has_its_own_defaults_and_train_help_shows_them(capsys):
     assert runs.TrainConfig(model="seed-cnn").optimizer == "momentum" and runs.TrainConfig().schedule == "cosine"

@@ -36,6 +36,7 @@ from .data import DATASETS, Normalizer, batch_indices
 from .data import load as load_dataset
 from .data.augment import Augmentation
 from .data.split import held_out_count, hold_out
+from .describe import describe
 from .evaluate import evaluate
 from .fast import compile as compile_model
 from .logs import StepLog
@@ -124,6 +125,8 @@ def fit(model, loss, data, config=None, *, rng=None, out=None, resume=False, pro
         return FitResult(run_dir, state.history, runs.load_run(run_dir)[0], 0.0, state.epoch)
     rng = np.random.default_rng(config.seed) if rng is None else rng
     dtype = model_dtype(model)
+    if run_dir is not None:
+        describe(model, loss)  # a model that its checkpoints could not describe is refused before it trains
 
     # data: the validation images held out of the training images, the normaliser fitted on the rest
     data.check()
