@@ -20,9 +20,14 @@ from PIL import Image
 from handgrad import checkpoint, cli, presets, runs
 from handgrad.checkpoint import CheckpointError
 from handgrad.data import Normalizer
+from handgrad.losses import SoftmaxCrossEntropy
 from handgrad.optim import make_optimizer
 
-ROW = {**dict.fromkeys(runs.METRIC_COLUMNS, 0.5), "epoch": 1}  # a metrics row
+ROW = {**dict.fromkeys(runs.TRAIN_COLUMNS + runs.VAL_COLUMNS, 0.5), "epoch": 1}  # a metrics row
+
+
+def _about(normalizer, classes, input_shape=(1, 28, 28)):
+    return {"normalizer": normalizer, "classes": classes, "input_shape": input_shape}
 
 
 def _run(tmp_path, seed=0, optimizer="momentum"):
@@ -36,7 +41,8 @@ def _run(tmp_path, seed=0, optimizer="momentum"):
     opt.step(model.grads)
     config = runs.TrainConfig(optimizer=optimizer)
     classes = [str(i) for i in range(10)]
-    runs.save_state(tmp_path, model, opt, config, 1, rng, Normalizer(0.5, 0.25), classes, [ROW])
+    about = _about(Normalizer(0.5, 0.25), classes)
+    runs.save_state(tmp_path, model, loss, opt, config, rng, about, runs.History([ROW], best=1))
     return model, x
 
 
@@ -177,7 +183,9 @@ def test_running_statistics_are_saved_and_restored(tmp_path):
     model = _residual_model(rng, np.float32)
     model.forward(rng.standard_normal((4, 1, 8, 8)).astype(np.float32))  # move the running statistics
     optimizer = make_optimizer("sgd", model.params, 0.01)
-    runs.save_state(tmp_path, model, optimizer, runs.TrainConfig(), 1, rng, Normalizer(), ["a", "b", "c"], [ROW])
+    about = _about(Normalizer(), ["a", "b", "c"], (1, 8, 8))
+    history = runs.History([ROW], best=1)
+    runs.save_state(tmp_path, model, SoftmaxCrossEntropy(), optimizer, runs.TrainConfig(), rng, about, history)
     state = runs.load_state(tmp_path)
     fresh = _residual_model(np.random.default_rng(1), np.float32)
     runs.restore(state, fresh)
@@ -298,15 +306,19 @@ def test_metadata_that_is_not_a_json_object_is_refused(tmp_path, document):
 @pytest.mark.parametrize(
     "edit, message",
     [
-        (lambda t, m: m.update(classes=["a", "b"]), r"2 class names for a model with 10 outputs"),
+        (lambda t, m: m.update(classes=["a", "b"]), r"2 class names for a model whose output is \(10,\)"),
         (lambda t, m: m.update(classes="0123456789"), r"classes must be a list"),
         (lambda t, m: m.update(normalizer={"mean": 0.5, "std": 0.0}), r"std must be > 0, got 0.0"),
         (lambda t, m: m.update(normalizer={"mean": None, "std": 1.0}), r"mean must be a finite number"),
-        (lambda t, m: m.update(epoch=7), r"epoch must be an int in \[1, 5\], got 7"),
-        (lambda t, m: m.update(metrics=[]), r"metrics must hold one row for each of epochs 1 to 1, got \[\]"),
-        (lambda t, m: m["metrics"][0].pop("test_loss"), r"metrics row 1: missing keys \['test_loss'\]"),
-        (lambda t, m: m["metrics"][0].update(lr="fast"), r"metrics row 1 must hold finite numbers"),
-        (lambda t, m: m["normalizer"].pop("std"), r"normalizer: missing keys \['std'\]"),
+        (lambda t, m: m.update(epoch=11), r"epoch must be an int in \[1, 10\], got 11"),
+        (lambda t, m: m["history"].update(rows=[]), r"metrics must hold one row for each of epochs 1 to 1, got \[\]"),
+        (lambda t, m: m["history"]["rows"][0].pop("val_loss"), r"metrics row 1: missing keys \['val_loss'\]"),
+        (lambda t, m: m["history"]["rows"][0].update(lr="fast"), r"metrics row 1 must hold finite numbers"),
+        (lambda t, m: m["history"].update(best=None), r"best must be an epoch from 1 to 1"),
+        (lambda t, m: m["history"].update(test={"epoch": 1}), r"the test figures: missing keys \['test_loss'"),
+        (lambda t, m: m["normalizer"].pop("std"), r"normalizer must be \{'mean', 'std'\}, got"),
+        (lambda t, m: m["model"]["layers"][0].update(type="Conv3D"), r"model.0: expected a layer"),
+        (lambda t, m: m.update(input_shape=[1, 28]), r"input_shape must be three counts"),
         (lambda t, m: m["config"].pop("lr"), r"config: missing keys \['lr'\]"),
         (lambda t, m: m["config"].update(momentum="0.9"), r"momentum must be a number, got '0.9'"),
         (lambda t, m: m["config"].update(lr=-1.0), r"lr must be a finite number > 0, got -1.0"),
@@ -322,7 +334,11 @@ def test_metadata_that_is_not_a_json_object_is_refused(tmp_path, document):
         "metrics",
         "metrics key",
         "metrics value",
+        "best",
+        "test",
         "normalizer key",
+        "layer",
+        "input shape",
         "config key",
         "config type",
         "lr",

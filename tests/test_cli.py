@@ -3,12 +3,14 @@ was expected and what was found, a non-zero exit status, no traceback, and nothi
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 from helpers import one_line_error
 from PIL import Image
 
 from handgrad import cli, runs, train
 from handgrad.data import load
+from handgrad.train import fit
 
 QUICK = ["--train-limit", "64", "--test-limit", "32", "--batch-size", "32", "--no-progress"]
 
@@ -39,7 +41,14 @@ def _usage_error(capsys, argv, *fragments):
         (["--schedule", "step", "--gamma", "-1"], "gamma must be a finite number > 0, got -1.0"),
         (["--schedule", "step", "--gamma", "0"], "gamma must be a finite number > 0, got 0.0"),
         (["--optimizer", "momentum", "--momentum", "5"], "momentum must be in [0, 1), got 5.0"),
-        (["--momentum", "0.5"], "--momentum applies to --optimizer momentum or nesterov, not sgd"),
+        (
+            ["--optimizer", "sgd", "--momentum", "0.5"],
+            "--momentum applies to --optimizer momentum or nesterov, not sgd",
+        ),
+        (["--val-split", "0", "--early-stopping", "2"], "early_stopping needs validation data: a val_split above 0"),
+        (["--val-split", "64"], "--val-split 64 holds out 64 of 64 images, leaving none to train on"),
+        (["--dataset", "nowhere"], "dataset '"),
+        (["--image-size", "32x32"], "--image-size: for a folder of images or an .npz file, not fashion-mnist"),
         (["--optimizer", "adam", "--momentum", "0.5"], "--momentum applies to --optimizer momentum or nesterov"),
     ],
 )
@@ -104,6 +113,33 @@ def test_resuming_a_finished_run_says_it_is_complete(capsys, monkeypatch, run):
     out = capsys.readouterr().out
     assert f"{run}: complete, all 1 epochs done; to train further, raise --epochs" in out and "done (" not in out
     assert (run / runs.CHECKPOINT).read_bytes() == before
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        (["--val-split", "1.5"], "argument --val-split: expected a fraction in [0, 1) such as 0.1 or a count"),
+        (["--test-split", "-3"], "argument --test-split: expected a fraction in [0, 1)"),
+        (["--image-size", "32"], "argument --image-size: expected a size HxW such as 32x32, got '32'"),
+        (["--channels", "2"], "argument --channels: invalid choice: 2"),
+        (["--augment", "rotate"], "argument --augment: invalid choice: 'rotate'"),
+    ],
+)
+def test_data_and_selection_options_are_checked_by_the_parser(capsys, tmp_path, options, message):
+    _usage_error(capsys, ["train", "--out", str(tmp_path / "r"), *options], message)
+    assert not (tmp_path / "r").exists()
+
+
+def test_a_run_of_handgrad_fit_is_not_resumed_by_the_command_line(tmp_path, capsys):
+    from handgrad import presets
+    from handgrad.data import from_arrays
+
+    rng = np.random.default_rng(0)
+    data = from_arrays(rng.integers(0, 256, (30, 16, 16), dtype=np.uint8), np.arange(30) % 2)
+    model, loss = presets.build("seed-cnn", rng, input_shape=(1, 16, 16), classes=2)
+    fit(model, loss, data, rng=rng, epochs=1, out=tmp_path / "mine", progress=False, log=lambda *a: None)
+    assert cli.main(["train", "--resume", str(tmp_path / "mine"), "--epochs", "2"]) == 1
+    one_line_error(capsys, "was trained by handgrad.fit on a model of its own: resume it there")
 
 
 @pytest.mark.parametrize("limit", ["0", "-5", "x"])

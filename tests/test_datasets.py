@@ -133,9 +133,12 @@ def test_real_mnist_digits_split_8000_2000():
     np.testing.assert_array_equal(data.test_labels, all_labels[order[8000:]])
 
 
-def test_unknown_dataset():
-    with pytest.raises(ValueError, match=r"unknown dataset 'cifar': expected one of fashion-mnist, mnist, mnist-t10k"):
+def test_unknown_dataset(tmp_path):
+    with pytest.raises(ValueError, match=r"dataset 'cifar': expected one of fashion-mnist, mnist, mnist-t10k, a fold"):
         load("cifar")
+    (tmp_path / "notes.txt").write_text("x")
+    with pytest.raises(ValueError, match=r"notes.txt': expected one of .*, found a file that is not .npz"):
+        load(tmp_path / "notes.txt")
 
 
 def test_batches_cover_every_index_once_with_a_last_partial_batch():

@@ -68,12 +68,12 @@ def test_a_light_background_gets_a_hint_of_invert(tmp_path, rng):
     assert read_images(tmp_path / "dark.png", SIZE, invert=True).notes[0].endswith("try without --invert")
 
 
-def test_a_folder_means_its_png_files(tmp_path, rng):
-    for name in ("b.png", "a.PNG", "c.txt"):
+def test_a_folder_means_its_png_and_jpeg_files(tmp_path, rng):
+    for name in ("b.png", "a.PNG", "c.txt", "d.jpg"):
         (tmp_path / name).write_bytes(png_bytes(digit(rng)))
-    assert image_files(tmp_path) == [tmp_path / "a.PNG", tmp_path / "b.png"]
+    assert image_files(tmp_path) == [tmp_path / "a.PNG", tmp_path / "b.png", tmp_path / "d.jpg"]
     (tmp_path / "empty").mkdir()
-    with pytest.raises(ImageError, match="empty: expected .* a folder of .png files, found a folder without"):
+    with pytest.raises(ImageError, match="empty: expected .* a folder of .png or .jpg files, found a folder without"):
         image_files(tmp_path / "empty")
 
 
@@ -104,8 +104,8 @@ def _bad_files(tmp_path, rng):
             ImageError,
             r"expected a PNG image Pillow can decode, found",
         ),
-        "photo.png": (b"\xff\xd8\xff\xe0\x00\x10JFIF" + bytes(100), ImageError, r"expected a PNG image or an IDX file"),
-        "notes.png": (b"hello, world\n", ImageError, r"found neither \(the file begins with b'hello, w'\)"),
+        "photo.png": (b"\xff\xd8\xff\xe0\x00\x10JFIF" + bytes(100), ImageError, r"a JPEG image Pillow can decode"),
+        "notes.png": (b"hello, world\n", ImageError, r"found none of these \(the file begins with b'hello, w'\)"),
         "labels.idx": (idx_bytes(np.arange(10, dtype=np.uint8)), IDXError, r"expected uint8 images of 28x28"),
         "none.idx": (idx_bytes(np.zeros((0, 28, 28), np.uint8)), IDXError, r"images: expected at least one image"),
         "loop": (None, ImageError, r"loop: expected a readable file, found Too many levels of symbolic links"),

@@ -197,8 +197,9 @@ def saved(workdir) -> Saved:
     optimizer.step(model.grads)
     config = runs.TrainConfig(model="strided-conv", optimizer="momentum", epochs=2)
     classes = [str(i) for i in range(10)]
-    rows = [{**dict.fromkeys(runs.METRIC_COLUMNS, 0.125), "epoch": 1}]
-    path = runs.save_state(workdir, model, optimizer, config, 1, rng, Normalizer(0.25, 0.5), classes, rows)
+    rows = [{**dict.fromkeys(runs.TRAIN_COLUMNS + runs.VAL_COLUMNS, 0.125), "epoch": 1}]
+    about = {"normalizer": Normalizer(0.25, 0.5), "classes": classes, "input_shape": (1, 28, 28)}
+    path = runs.save_state(workdir, model, loss, optimizer, config, rng, about, runs.History(rows, best=1))
     return Saved(path.read_bytes(), *checkpoint.load(path))
 
 

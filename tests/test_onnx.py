@@ -397,10 +397,13 @@ def test_a_ceil_mode_window_needs_the_input_size_to_be_made_plain():
     assert plain_window.reads(L.MaxPool2D(2, ceil_mode=True).window, (7, 7)) == ((0, 1), (0, 1))
 
 
-def test_normalizer_and_classes_must_fit_the_model():
+def test_normalizer_and_classes_must_fit_the_model(rng):
     model = Sequential([L.Conv2D(3, 2, 3), L.Flatten(), L.Linear(2 * 6 * 6, 4)])
-    with pytest.raises(ValueError, match=r"a normalizer makes images of one channel \(1, H, W\) .*got input_shape"):
-        to_onnx(model, (3, 8, 8), Normalizer())
+    with pytest.raises(ValueError, match=r"a normalizer makes images \(C, H, W\) from pixels, got input_shape"):
+        to_onnx(model, (8, 8), Normalizer())
+    colour = to_onnx(model, (3, 8, 8), Normalizer(0.5, 0.25))  # colour pixels (N, 3, 8, 8): no channel to add
+    pixels = rng.integers(0, 256, (2, 3, 8, 8), dtype=np.uint8)
+    assert_close(run_onnx(colour, pixels), model.predict(Normalizer(0.5, 0.25)(pixels)), RTOL, "colour pixels")
     with pytest.raises(ValueError, match=r"3 class names for an output of shape \(4,\) per sample"):
         to_onnx(model, (3, 8, 8), classes=["a", "b", "c"])
 
@@ -450,7 +453,7 @@ def test_the_exported_trained_model_classifies_the_fashion_test_set_from_raw_pix
     model, _, state = runs.load_model(trained_run)
     assert_close(logits[:500], model.predict(state.normalizer(test.test_images[:500])), RTOL, "logits")
     metadata = {p.key: p.value for p in onnx.load(path).metadata_props}
-    assert json.loads(metadata["classes"]) == state.classes and "Ankle boot" in state.classes
+    assert json.loads(metadata["classes"]) == list(state.classes) and "Ankle boot" in state.classes
 
 
 def test_export_refuses_to_overwrite_without_force_and_names_what_is_wrong(trained_run, tmp_path, capsys):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import dataclasses
 import json
 
@@ -10,7 +11,7 @@ import pytest
 from PIL import Image
 from test_idx import MNIST, idx_bytes
 
-from handgrad import cli, runs
+from handgrad import cli, logs, runs
 from handgrad.data import load
 from handgrad.train import TrainingDiverged, train
 
@@ -29,7 +30,10 @@ def test_seed_cnn_fits_256_real_images(tmp_path, fashion):
     result = train(config, tmp_path, dataset=fashion, progress=False, log=_quiet)
     assert result.metrics[-1]["train_accuracy"] >= 0.95, result.metrics[-1]
     assert result.metrics[-1]["train_loss"] < result.metrics[0]["train_loss"]
-    assert [row["epoch"] for row in runs.read_metrics(tmp_path)] == list(range(1, 26))
+    lines = runs.read_metrics(tmp_path)
+    assert [row["epoch"] for row in lines[:-1]] == list(range(1, 26)) and lines[:-1] == result.metrics
+    assert lines[-1] == result.test and set(lines[-1]) == {"epoch", "test_loss", "test_accuracy", "test_images"}
+    assert lines[-1]["epoch"] == result.history.best and lines[-1]["test_images"] == 256
 
 
 def test_resume_is_bit_identical_to_an_uninterrupted_run(tmp_path, fashion):
@@ -43,6 +47,8 @@ def test_resume_is_bit_identical_to_an_uninterrupted_run(tmp_path, fashion):
         gamma=0.5,
         train_limit=300,
         test_limit=100,
+        augment="crop+flip",
+        log_every=3,
     )
     straight = train(config, tmp_path / "straight", dataset=fashion, progress=False, log=_quiet)
     two = runs.TrainConfig(**{**config.__dict__, "epochs": 2})
@@ -55,7 +61,9 @@ def test_resume_is_bit_identical_to_an_uninterrupted_run(tmp_path, fashion):
         np.testing.assert_array_equal(a.tensors[name], b.tensors[name], err_msg=name)
     assert a.meta["rng"] == b.meta["rng"]
     untimed = [[{k: v for k, v in r.items() if "second" not in k} for r in run.metrics] for run in (resumed, straight)]
-    assert untimed[0] == untimed[1]
+    assert untimed[0] == untimed[1] and resumed.test == straight.test
+    steps = [[row[:5] for row in csv.reader((tmp_path / run / logs.STEPS).open())] for run in ("straight", "split")]
+    assert steps[0] == steps[1] and len(steps[0]) == 1 + 4 * 6 // 3  # a header, then every third of 4 x 6 steps
 
 
 @pytest.mark.filterwarnings("ignore:overflow:RuntimeWarning", "ignore:invalid value:RuntimeWarning")
@@ -80,12 +88,12 @@ def test_command_line_train_resume_evaluate_predict(tmp_path, capsys):
     common = ["--train-limit", "512", "--test-limit", "200", "--no-progress", "--optimizer", "adam", "--lr", "0.002"]
     assert cli.main(["train", "--epochs", "1", "--out", str(run), *common]) == 0
     out = capsys.readouterr().out
-    assert "epoch 1/1: train loss" in out and "final test accuracy" in out and "Conv2D" in out
+    assert "epoch 1/1: train loss" in out and "test accuracy" in out and "Conv2D" in out
 
     assert cli.main(["train", "--resume", str(run), "--epochs", "2", "--no-progress"]) == 0
     assert "resuming" in capsys.readouterr().out
     rows = [json.loads(line) for line in (run / runs.METRICS).read_text().splitlines()]
-    assert [r["epoch"] for r in rows] == [1, 2] and rows[1]["test_accuracy"] > 0.5
+    assert [r["epoch"] for r in rows[:2]] == [1, 2] and rows[1]["val_accuracy"] > 0.5 and rows[2]["test_accuracy"] > 0.5
 
     assert cli.main(["train", "--resume", str(run), "--lr", "1"]) == 1
     assert "only --epochs may be given, not --lr" in capsys.readouterr().err
@@ -136,7 +144,7 @@ def test_a_model_diverged_in_its_last_update_or_its_test_loss_is_never_saved(tmp
     model = runs.load_model(tmp_path)[0]
     assert np.all(np.isfinite(model.predict(state.normalizer(fashion.test_images[:64]))))
     assert [row["epoch"] for row in _strict_rows(tmp_path / runs.METRICS)] == list(range(1, state.epoch + 1))
-    assert all(np.isfinite(row["test_loss"]) for row in state.metrics)
+    assert all(np.isfinite(row["val_loss"]) for row in state.metrics)
 
 
 @pytest.mark.parametrize("crash_at", [1, 2])
@@ -144,11 +152,11 @@ def test_the_checkpoint_and_the_metrics_agree_after_a_crash_between_them(tmp_pat
     config = runs.TrainConfig(epochs=3, batch_size=32, lr=0.01, train_limit=64, test_limit=32)
     write_metrics, calls = runs.write_metrics, []
 
-    def dies_after_the_checkpoint(run_dir, rows):
-        calls.append(len(rows))
-        if len(rows) == crash_at:
+    def dies_after_the_checkpoint(run_dir, history):
+        calls.append(history.epoch)
+        if history.epoch == crash_at:
             raise KeyboardInterrupt  # the process dies after the checkpoint of epoch crash_at, before metrics.jsonl
-        write_metrics(run_dir, rows)
+        write_metrics(run_dir, history)
 
     with monkeypatch.context() as patch:
         patch.setattr(runs, "write_metrics", dies_after_the_checkpoint)
@@ -158,7 +166,8 @@ def test_the_checkpoint_and_the_metrics_agree_after_a_crash_between_them(tmp_pat
     assert [row["epoch"] for row in runs.read_metrics(tmp_path)] == list(range(1, crash_at))  # one row short
     result = train(config, tmp_path, resume=True, dataset=fashion, progress=False, log=_quiet)
     rows = runs.read_metrics(tmp_path)
-    assert [row["epoch"] for row in rows] == [1, 2, 3] and rows == result.metrics == runs.load_state(tmp_path).metrics
+    assert [row["epoch"] for row in rows[:-1]] == [1, 2, 3] and rows[:-1] == result.metrics
+    assert rows == runs.load_state(tmp_path).history.lines() and rows[-1] == result.test
 
 
 def test_a_damaged_metrics_file_stops_neither_resume_nor_plot(tmp_path, fashion):
@@ -166,11 +175,11 @@ def test_a_damaged_metrics_file_stops_neither_resume_nor_plot(tmp_path, fashion)
     train(runs.TrainConfig(**{**config.__dict__, "epochs": 1}), tmp_path, dataset=fashion, progress=False, log=_quiet)
     path = tmp_path / runs.METRICS
     path.write_text(path.read_text()[:-20])  # a truncated last line
-    with pytest.raises(ValueError, match=rf"{path}, line 1: expected a JSON object"):
+    with pytest.raises(ValueError, match=rf"{path}, line 2: expected a JSON object"):
         runs.read_metrics(tmp_path)
     assert cli.main(["plot", str(tmp_path), "--limit", "50"]) == 0
     train(config, tmp_path, resume=True, dataset=fashion, progress=False, log=_quiet)
-    assert [row["epoch"] for row in runs.read_metrics(tmp_path)] == [1, 2]
+    assert [row["epoch"] for row in runs.read_metrics(tmp_path)][:2] == [1, 2]
 
 
 def test_a_dataset_with_fewer_labels_than_images_is_refused_before_the_run_starts(tmp_path, fashion):

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -14,36 +13,83 @@ from . import runs
 from .allocator import keep_freed_memory
 from .checkpoint import CheckpointError
 from .data import DATASETS, NORMALIZATIONS, image_files, read_images
+from .data.augment import KINDS as AUGMENTS
 from .explain import EXPLAINERS
 from .init import INITIALIZERS
 from .optim import OPTIMIZERS, SCHEDULES
-from .presets import PRESETS
+from .presets import DEFAULTS, PRESETS
 
 MAX_SIZE = 16  # explain's largest size, kernel, stride, padding or count: it works numbers out by hand, to read
+
+
+def _split(text: str):
+    """An argparse type: a fraction in [0, 1) (``0.1``) or a count of images (``500``)."""
+    try:
+        value = float(text) if any(c in text for c in ".eE") else int(text)
+    except ValueError:
+        value = None
+    if value is None or value < 0 or (isinstance(value, float) and value >= 1):
+        expected = "a fraction in [0, 1) such as 0.1 or a count such as 500"
+        raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}")
+    return value
+
+
+def _image_size(text: str) -> list[int]:
+    """An argparse type: 'HxW' -> [H, W]."""
+    parts = text.lower().split("x")
+    if len(parts) != 2 or not all(p.isdigit() and int(p) >= 1 for p in parts):
+        raise argparse.ArgumentTypeError(f"expected a size HxW such as 32x32, got {text!r}")
+    return [int(p) for p in parts]
+
 
 # train options that are TrainConfig fields, with the type argparse converts them with
 TRAIN_OPTIONS = {
     "model": {"choices": list(PRESETS), "help": "architecture (default: seed-cnn)"},
-    "dataset": {"choices": list(DATASETS), "help": "data set (default: fashion-mnist)"},
-    "epochs": {"type": int, "help": "epochs in all; with --resume, raise it to train longer (default: 5)"},
-    "batch_size": {"type": int, "help": "images per step (default: 64)"},
-    "lr": {"type": float, "help": "learning rate (default: 0.01)"},
-    "optimizer": {"choices": OPTIMIZERS, "help": "sgd, momentum, nesterov or adam (default: sgd)"},
-    "momentum": {"type": float, "help": "momentum of momentum and nesterov (default: 0.9)"},
-    "weight_decay": {"type": float, "help": "L2 weight decay (default: 0)"},
-    "schedule": {"choices": SCHEDULES, "help": "learning-rate schedule over epochs (default: constant)"},
+    "dataset": {
+        "metavar": "DATA",
+        "help": f"{', '.join(DATASETS)}, a folder with a sub-folder of images per class, or an .npz file "
+        "(default: fashion-mnist)",
+    },
+    "image_size": {"type": _image_size, "metavar": "HxW", "help": "a folder's images resized (default: the first's)"},
+    "channels": {"type": int, "choices": (1, 3), "help": "a folder's images as grey or colour (default: the first's)"},
+    "test_split": {"type": _split, "help": "test share of data without a test set of its own (default: 0.2)"},
+    "val_split": {"type": _split, "help": "validation share of the training images, 0 for none (default: 0.1)"},
+    "epochs": {"type": int, "help": "epochs in all; with --resume, raise it to train longer"},
+    "early_stopping": {"type": int, "metavar": "N", "help": "stop after N epochs without a better validation epoch"},
+    "batch_size": {"type": int, "help": "images per step"},
+    "lr": {"type": float, "help": "learning rate"},
+    "optimizer": {"choices": OPTIMIZERS, "help": "sgd, momentum, nesterov or adam"},
+    "momentum": {"type": float, "help": "momentum of momentum and nesterov"},
+    "weight_decay": {"type": float, "help": "L2 weight decay"},
+    "schedule": {"choices": SCHEDULES, "help": "learning-rate schedule over epochs"},
     "step_size": {"type": int, "help": "epochs between decays of the step schedule (default: 1)"},
     "gamma": {"type": float, "help": "decay factor of the step schedule (default: 0.1)"},
-    "seed": {"type": int, "help": "seed of the one generator behind weights and shuffling (default: 0)"},
+    "augment": {
+        "choices": AUGMENTS,
+        "nargs": "?",
+        "const": "auto",
+        "help": "random crops of padded images and horizontal flips; alone: auto, flips unless digits",
+    },
+    "seed": {"type": int, "help": "seed of the one generator behind weights, shuffling, augmentation (default: 0)"},
     "init": {
         "choices": list(INITIALIZERS),
         "help": "weight initialiser (default: the model's own: PyTorch's, He for fashion-cnn)",
     },
     "normalization": {"choices": NORMALIZATIONS, "help": "standard: zero mean, unit variance (default); unit: x/255"},
     "dtype": {"choices": runs.DTYPES, "help": "parameter and activation dtype (default: float32)"},
-    "train_limit": {"type": int, "metavar": "N", "help": "train on the first N training images only"},
-    "test_limit": {"type": int, "metavar": "N", "help": "evaluate on the first N test images only"},
+    "train_limit": {"type": int, "metavar": "N", "help": "train (and validate) on the first N training images only"},
+    "test_limit": {"type": int, "metavar": "N", "help": "test on the first N test images only"},
+    "log_every": {"type": int, "metavar": "N", "help": "steps between steps.csv rows, progress lines (default: 100)"},
 }
+
+
+def _defaults_table() -> str:
+    """Each model's training settings when the command line does not give them."""
+    names = list(DEFAULTS)
+    rows = [["model", *names]] + [[name, *map(str, preset.settings().values())] for name, preset in PRESETS.items()]
+    widths = [max(len(row[k]) for row in rows) for k in range(len(rows[0]))]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
+    return "each model's defaults:\n  " + "\n  ".join(lines)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -57,7 +103,12 @@ def _parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="handgrad", description="Train and inspect CNNs whose gradients are derived by hand.")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
-    train = commands.add_parser("train", help="train a model; a checkpoint after every epoch")
+    train = commands.add_parser(
+        "train",
+        help="train a model; a checkpoint after every epoch",
+        epilog=_defaults_table(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     for name, options in TRAIN_OPTIONS.items():
         train.add_argument("--" + name.replace("_", "-"), dest=name, default=None, **options)
     train.add_argument("--out", type=Path, help="run directory (default: runs/MODEL-DATASET-seedSEED)")
@@ -65,16 +116,18 @@ def _parser() -> argparse.ArgumentParser:
         "--resume", type=Path, metavar="RUN", help="continue the run in RUN exactly where its checkpoint left it"
     )
     train.add_argument("--data-dir", type=Path, help="where to look for the data set first")
-    train.add_argument("--no-progress", action="store_true", help="no progress bars")
+    train.add_argument("--no-progress", action="store_true", help="no progress bar, no progress lines")
 
-    evaluate = commands.add_parser("evaluate", help="accuracy, per-class accuracy and confusion matrix of a run")
+    evaluate = commands.add_parser(
+        "evaluate", help="accuracy, per-class accuracy and confusion matrix of a run's chosen model on its test set"
+    )
     evaluate.add_argument("run", type=Path)
     evaluate.add_argument("--data-dir", type=Path)
     evaluate.add_argument("--limit", type=_integer(1), metavar="N", help="the first N test images only")
 
-    predict = commands.add_parser("predict", help="classify PNG images, IDX files of images, folders of PNG files")
-    predict.add_argument("run", type=Path)
-    predict.add_argument("files", type=Path, nargs="+", metavar="FILE", help="a PNG or IDX file, or a folder")
+    predict = commands.add_parser("predict", help="classify PNG and JPEG images, IDX files, folders of images")
+    predict.add_argument("run", type=Path, help="a run's folder, or a classifier's file (.safetensors)")
+    predict.add_argument("files", type=Path, nargs="+", metavar="FILE", help="a PNG, JPEG or IDX file, or a folder")
     predict.add_argument(
         "--invert", action="store_true", help="invert grey levels (dark objects on a light background)"
     )
@@ -269,23 +322,22 @@ def _train(args) -> int:
 
     given = {name: getattr(args, name) for name in TRAIN_OPTIONS if getattr(args, name) is not None}
     if args.resume:
-        changed = sorted(set(given) - {"epochs"})
-        if changed or args.out:
-            flags = ", ".join("--" + n.replace("_", "-") for n in changed + (["out"] if args.out else []))
-            raise ValueError(
-                f"--resume continues a run with its own configuration; only --epochs may be given, not {flags}"
-            )
+        if args.out:
+            raise ValueError("--resume continues a run in its own folder; --out may not be given with it")
         run_dir = args.resume.parent if args.resume.name == runs.CHECKPOINT and args.resume.is_file() else args.resume
-        config = runs.load_state(run_dir).config
-        config = runs.TrainConfig(**{**asdict(config), **given})
+        config = runs.resumed_config(runs.load_state(run_dir).config, given)
     else:
+        dataset = given.get("dataset", "fashion-mnist")
+        if dataset not in DATASETS:  # a path: kept absolute, so that evaluate finds it from any folder
+            given["dataset"] = str(Path(dataset).resolve())
         config = runs.TrainConfig(**given)
         if "momentum" in given and config.optimizer not in ("momentum", "nesterov"):
             raise ValueError(
                 f"--momentum applies to --optimizer momentum or nesterov, not {config.optimizer}: "
                 f"drop --momentum or choose one of those"
             )
-        run_dir = args.out or Path("runs") / f"{config.model}-{config.dataset}-seed{config.seed}"
+        name = dataset if dataset in DATASETS else Path(dataset).stem
+        run_dir = args.out or Path("runs") / f"{config.model}-{name}-seed{config.seed}"
     try:
         result = train(config, run_dir, resume=bool(args.resume), data_dir=args.data_dir, progress=not args.no_progress)
     except TrainingDiverged as error:
@@ -294,19 +346,21 @@ def _train(args) -> int:
     except KeyboardInterrupt:
         print(f"\nhandgrad: interrupted; {_saved(run_dir)}", file=sys.stderr)
         return 130
-    if result.resumed_after == config.epochs:
+    history = result.history
+    if result.resumed_after == history.epoch:
+        how = f"stopped early ({history.stopped})" if history.stopped else f"all {config.epochs} epochs done"
         print(
-            f"{run_dir}: complete, all {config.epochs} epochs done; to train further, raise --epochs: "
+            f"{run_dir}: complete, {how}; to train further, raise --epochs: "
             f"handgrad train --resume {run_dir} --epochs N, with N > {config.epochs}"
         )
         return 0
-    last = result.metrics[-1]
-    best = max(result.metrics, key=lambda row: row["test_accuracy"])
+    test = history.test
+    chosen = f"the best validation epoch, {history.best}" if history.best else f"the last epoch, {history.epoch}"
     print(
-        f"\ndone: {config.model} on {config.dataset}, {len(result.metrics)} epochs"
+        f"\ndone: {config.model} on {config.dataset}, {history.epoch} epochs"
         f" ({result.seconds / 60:.1f} min this session)\n"
-        f"  final test accuracy {last['test_accuracy']:.4f} (best {best['test_accuracy']:.4f} after epoch {best['epoch']})\n"
-        f"  run: {run_dir}  (checkpoint {runs.CHECKPOINT}, metrics {runs.METRICS})\n"
+        f"  test accuracy {test['test_accuracy']:.4f} on {test['test_images']:,} images, the model of {chosen}\n"
+        f"  run: {run_dir}  (best model {runs.BEST}, last checkpoint {runs.CHECKPOINT}, metrics {runs.METRICS})\n"
         f"  next: handgrad evaluate {run_dir}"
     )
     return 0
@@ -326,48 +380,51 @@ def _evaluate(args) -> int:
 
     result = evaluate_run(args.run, args.data_dir, args.limit)
     state = result.state
+    epoch = state.history.best or state.epoch
     print(
-        f"{args.run}: {state.config.model} after {state.epoch} epochs on the {result.title} test set; loss {result.loss:.4f}"
+        f"{args.run}: {state.config.model}, the model of epoch {epoch} of {state.epoch}, on the {result.title} "
+        f"test set; loss {result.loss:.4f}"
     )
     print(report(result.labels, result.predictions, state.classes))
     return 0
 
 
 def _predict(args) -> int:
-    from .evaluate import probabilities
-    from .presets import INPUT_SHAPE
+    from .classifier import load
 
-    model, loss, state = runs.load_model(args.run)
+    classifier = load(args.run)  # a run's chosen model, or a classifier's file
     files = [file for path in args.files for file in image_files(path)]  # every folder checked before any output
+    channels, size = classifier.input_shape[0], classifier.input_shape[1:]
     for path in files:
-        images = read_images(path, INPUT_SHAPE[1:], args.invert)
+        images = read_images(path, size, args.invert, channels)
         for note in images.notes:
             print(note, file=sys.stderr)
-        probs = probabilities(model, loss, images.pixels, state.normalizer, np.dtype(state.config.dtype))
+        probs = classifier.probabilities(images.pixels)
         for name, p in zip(images.names, probs):
             top = int(np.argmax(p))
-            print(f"{name}: {top} {state.classes[top]} (p={p[top]:.3f})")
+            print(f"{name}: {top} {classifier.classes[top]} (p={p[top]:.3f})")
     return 0
 
 
 def _export(args) -> int:
+    from .classifier import load
     from .losses import SoftmaxCrossEntropy
     from .onnx_export import IR_VERSION, OPSET, OUTPUT, PIXELS, export
-    from .presets import INPUT_SHAPE
 
     if args.out.exists() and not args.force:
         raise FileExistsError(f"{args.out} exists; give --force to replace it")
     if not args.out.parent.is_dir():
         raise FileNotFoundError(f"{args.out}: the directory {args.out.parent} does not exist")
-    model, loss, state = runs.load_model(args.run)
-    export(model, args.out, INPUT_SHAPE, state.normalizer, state.classes)
-    logits = isinstance(loss, SoftmaxCrossEntropy)
+    classifier = load(args.run)
+    shape = classifier.input_shape
+    export(classifier.model, args.out, shape, classifier.normalizer, classifier.classes)
+    logits = isinstance(classifier.loss, SoftmaxCrossEntropy)
     output = "logits (a softmax gives handgrad predict's probabilities)" if logits else "probabilities"
+    pixels = ", ".join(map(str, shape[1:] if shape[0] == 1 else shape))
     print(
-        f"{args.out}: {state.config.model} after {state.epoch} epochs ({state.config.dtype}), "
-        f"ONNX opset {OPSET}, IR version {IR_VERSION}\n"
-        f"  input '{PIXELS}': uint8 pixels (N, {', '.join(map(str, INPUT_SHAPE[1:]))}), as handgrad predict reads them\n"
-        f"  output '{OUTPUT}': {output} of {len(state.classes)} classes, named in the metadata ('classes')"
+        f"{args.out}: {args.run}'s model ({classifier.dtype}), ONNX opset {OPSET}, IR version {IR_VERSION}\n"
+        f"  input '{PIXELS}': uint8 pixels (N, {pixels}), as handgrad predict reads them\n"
+        f"  output '{OUTPUT}': {output} of {len(classifier.classes)} classes, named in the metadata ('classes')"
     )
     return 0
 

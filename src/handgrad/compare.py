@@ -106,7 +106,7 @@ def compare(config: CompareConfig, dataset=None, data_dir=None, log=print) -> Co
 
     dtype = np.dtype(config.dtype)
     data = dataset if dataset is not None else load_dataset(config.dataset, data_dir)
-    data.check(presets.INPUT_SHAPE[1:])
+    data.check()
     images = data.train_images[: config.train_limit]
     labels = data.train_labels[: config.train_limit]
     normalizer = Normalizer.fit(images, config.normalization)

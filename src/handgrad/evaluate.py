@@ -7,7 +7,6 @@ from dataclasses import dataclass
 import numpy as np
 
 from ._checks import positive_int
-from .fast import compile as compile_model
 from .functional import softmax_forward
 from .losses import SoftmaxCrossEntropy
 
@@ -48,19 +47,25 @@ class RunEvaluation:
 
 
 def evaluate_run(run_dir, data_dir=None, limit=None) -> RunEvaluation:
-    """Load a run's model (in evaluation mode) and its test images, and evaluate it on them."""
-    from . import presets, runs
+    """Load a run's chosen model (in evaluation mode) and the test images of its data (all of them, whatever the
+    run's ``test_limit``; ``limit``: the first N), and evaluate it on them."""
+    from . import runs
     from .data import load as load_dataset
 
     if limit is not None:
         positive_int(limit, "limit", "evaluate")
-    model, loss, state = runs.load_model(run_dir)
-    data = load_dataset(state.config.dataset, data_dir)
-    data.check(presets.INPUT_SHAPE[1:])
+    classifier, state = runs.load_run(run_dir)
+    config = state.config
+    if config.dataset is None:
+        raise ValueError(f"{run_dir} was trained by handgrad.fit on data of its own: evaluate it there")
+    size = None if config.image_size is None else tuple(config.image_size)
+    options = {"image_size": size, "channels": config.channels, "test_split": config.test_split}
+    data = load_dataset(config.dataset, data_dir, **options)
     images, labels = data.test_images[:limit], data.test_labels[:limit]
-    dtype = np.dtype(state.config.dtype)
-    value, _, predictions = evaluate(compile_model(model), loss, images, labels, state.normalizer, dtype)
-    return RunEvaluation(model, state, data.spec.title, images, labels, value, predictions, len(data.test_labels))
+    value, _, predictions = evaluate(
+        classifier.compiled, classifier.loss, images, labels, classifier.normalizer, classifier.dtype
+    )
+    return RunEvaluation(classifier.model, state, data.title, images, labels, value, predictions, len(data.test_labels))
 
 
 def confusion_matrix(labels: np.ndarray, predictions: np.ndarray, num_classes: int) -> np.ndarray:

@@ -219,14 +219,16 @@ def _emit(g: _Graph, layer, x: str, sample: np.ndarray, where: str) -> tuple[str
     return _NODES[type(layer)](g, layer, x, sample.shape, where), out
 
 
-def _normalize(g: _Graph, normalizer, element_type: int, where="normalize.") -> str:
+def _normalize(g: _Graph, normalizer, element_type: int, channels: int, where="normalize.") -> str:
     """handgrad's :class:`~handgrad.data.Normalizer` as nodes: uint8 (N, H, W) -> ``(x/255 - mean)/std`` as
-    (N, 1, H, W), each step in the model's dtype as handgrad takes it."""
+    (N, 1, H, W), or (N, C, H, W) as it is for C > 1 channels, each step in the model's dtype as handgrad takes it."""
     x = g.node("Cast", [PIXELS], where, to=element_type)
     x = g.node("Div", [x, g.constant(f"{where}255", 255)], where)
     if (normalizer.mean, normalizer.std) != (0.0, 1.0):
         x = g.node("Sub", [x, g.constant(f"{where}mean", normalizer.mean)], where)
         x = g.node("Div", [x, g.constant(f"{where}std", normalizer.std)], where)
+    if channels > 1:
+        return x
     return g.node("Unsqueeze", [x, g.constant(f"{where}axes", [1], np.int64)], where)
 
 
@@ -244,8 +246,9 @@ def to_onnx(model, input_shape, normalizer=None, classes=None) -> onnx.ModelProt
         model: a Sequential (or any handgrad layer) of float32 or float64 parameters; its mode does not matter.
         input_shape: one sample's shape, ``(C, H, W)`` for images; the graph's input is ``(N, *input_shape)``
             and named ``"input"``.
-        normalizer: a :class:`~handgrad.data.Normalizer`: the graph then takes uint8 pixels (N, H, W), named
-            ``"pixels"``, exactly as ``handgrad predict`` reads images, and ``input_shape`` must be (1, H, W).
+        normalizer: a :class:`~handgrad.data.Normalizer`: the graph then takes uint8 pixels (N, H, W) for
+            ``input_shape`` (1, H, W), (N, C, H, W) for (C, H, W), named ``"pixels"``, exactly as ``handgrad
+            predict`` reads images.
         classes: the class names, one per output feature, kept in the model's ``metadata_props`` as
             ``"classes"`` (a JSON list).
 
@@ -255,20 +258,18 @@ def to_onnx(model, input_shape, normalizer=None, classes=None) -> onnx.ModelProt
     input_shape = tuple(input_shape)
     if not input_shape or not all(isinstance(n, (int, np.integer)) and n >= 1 for n in input_shape):
         raise ValueError(f"to_onnx: input_shape must be one sample's shape, such as (1, 28, 28), got {input_shape}")
-    if normalizer is not None and (len(input_shape) != 3 or input_shape[0] != 1):
-        raise ValueError(
-            f"to_onnx: a normalizer makes images of one channel (1, H, W) from pixels (H, W), got input_shape "
-            f"{input_shape}"
-        )
+    if normalizer is not None and len(input_shape) != 3:
+        raise ValueError(f"to_onnx: a normalizer makes images (C, H, W) from pixels, got input_shape {input_shape}")
     dtype = _dtype(model)
     element_type, g = ELEMENT_TYPES[dtype], _Graph(dtype)
     if normalizer is None:
         x = INPUT
         given = helper.make_tensor_value_info(INPUT, element_type, [BATCH, *input_shape])
     else:
-        x = _normalize(g, normalizer, element_type)
+        x = _normalize(g, normalizer, element_type, input_shape[0])
+        pixels = input_shape[1:] if input_shape[0] == 1 else input_shape
         given = helper.make_tensor_value_info(
-            PIXELS, TensorProto.UINT8, [BATCH, *input_shape[1:]], "uint8 pixels, as handgrad predict reads images"
+            PIXELS, TensorProto.UINT8, [BATCH, *pixels], "uint8 pixels, as handgrad predict reads images"
         )
     y, sample = _emit(g, model, x, np.zeros((1, *input_shape), dtype=dtype), "")
     shape = sample.shape

@@ -1,6 +1,6 @@
 """Figures of a training run, written as PNG files next to it (matplotlib, Agg backend; ``handgrad[plot]``).
 
-- ``curves.png``: loss and accuracy per epoch, training and test;
+- ``curves.png``: loss and accuracy per epoch, training and validation, and the test figures of the chosen epoch;
 - ``confusion.png``: the confusion matrix on the test set, or on the first N images of it (``--limit``);
 - ``filters.png``: the first convolution's kernels, on one colour scale drawn beside them;
 - ``feature_maps.png``: one test image, its label and the prediction, and what every layer makes of it.
@@ -26,15 +26,19 @@ MAX_FILTERS = 32
 MAPS_WIDTH, MAPS_ROW = 12, 1.2  # feature_maps.png: inches wide, and per row (the input, then each layer drawn)
 
 
-def curves(metrics: list[dict], plt):
-    """Loss and accuracy per epoch; epochs are whole numbers, and so are the ticks."""
+def curves(metrics: list[dict], plt, test: dict | None = None):
+    """Loss and accuracy per epoch, training and (when the run had validation data) validation, and the test
+    figures of the model tested, at its epoch; epochs are whole numbers, and so are the ticks."""
     from matplotlib.ticker import MaxNLocator
 
     fig, (left, right) = plt.subplots(1, 2, figsize=SIZES["curves"], layout="constrained")
     epochs = [row["epoch"] for row in metrics]
     for axis, key in ((left, "loss"), (right, "accuracy")):
         axis.plot(epochs, [row[f"train_{key}"] for row in metrics], "o-", label="training")
-        axis.plot(epochs, [row[f"test_{key}"] for row in metrics], "s-", label="test")
+        if "val_loss" in metrics[0]:
+            axis.plot(epochs, [row[f"val_{key}"] for row in metrics], "s-", label="validation")
+        if test is not None:
+            axis.plot([test["epoch"]], [test[f"test_{key}"]], "*", markersize=12, label="test (once)")
         axis.set_xlabel("epoch")
         axis.set_ylabel(key)
         axis.xaxis.set_major_locator(MaxNLocator(integer=True))
@@ -108,7 +112,7 @@ def feature_maps(model, image: np.ndarray, x: np.ndarray, label: int, classes, i
     grid = fig.add_gridspec(len(outputs) + 1, MAPS_PER_LAYER + 1, width_ratios=[2.2] + [1] * MAPS_PER_LAYER)
     _row_label(fig.add_subplot(grid[0, 0]), f"input\ntest image {index}\nlabel: {classes[label]}")
     axis = fig.add_subplot(grid[0, 1])
-    axis.imshow(image, cmap="gray")
+    axis.imshow(image if image.ndim == 2 else image.transpose(1, 2, 0), cmap="gray")  # (C, H, W) -> (H, W, C)
     axis.axis("off")
     for row, (name, value) in enumerate(outputs, start=1):
         if value.ndim == 3:  # (C, H, W): the first feature maps side by side
@@ -157,7 +161,7 @@ def plot_run(run_dir, data_dir=None, limit=None) -> list[Path]:
     out.mkdir(exist_ok=True)
     figures = {}
     if state.metrics:  # the checkpoint's rows, which metrics.jsonl copies
-        figures["curves"] = curves(state.metrics, plt)
+        figures["curves"] = curves(state.metrics, plt, state.history.test)
     figures["confusion"] = confusion(result.labels, result.predictions, state.classes, result.total, plt)
     figures["filters"] = filters(model, plt)
     x = state.normalizer(images[:1], np.dtype(state.config.dtype))

@@ -1,84 +1,127 @@
-"""A training run on disk: its configuration, its checkpoint and its metrics.
+"""A training run on disk: its configuration, its checkpoints and its logs.
 
 ::
 
     runs/NAME/
       config.json               the TrainConfig, for people to read
-      checkpoint.safetensors    weights, running statistics, optimiser state, epoch, configuration, RNG state,
-                                and the metrics of every finished epoch
-      metrics.jsonl             one JSON object per finished epoch, a copy of the checkpoint's metrics
+      checkpoint.safetensors    the last epoch's weights, running statistics, optimiser state, epoch, configuration,
+                                RNG state, and the history: the metrics of every finished epoch, the best
+                                validation epoch, why training stopped early, the test figures
+      best.safetensors          the model of the best validation epoch, a classifier's file (handgrad.load)
+      metrics.jsonl             one JSON object per finished epoch (train_*, val_*), then one of the test set
+                                (test_*), a copy of the checkpoint's history
+      steps.csv                 every N steps: loss, accuracy, learning rate, images/s (see handgrad.logs)
+      tensorboard/              the same as TensorBoard event files, when the tensorboard package is installed
 
 The checkpoint is the one record of a run; metrics.jsonl is written from it, after it.  A process killed
-between the two writes leaves metrics.jsonl one row short, and ``train(resume=True)`` writes it again from
-the checkpoint before training on, so after any crash and resume the two agree.  ``handgrad plot`` draws
-the curves from the checkpoint's rows, so a damaged metrics.jsonl never stops it either.
+between the two writes leaves metrics.jsonl one row short, and ``--resume`` writes it again from the
+checkpoint before training on, so after any crash and resume the two agree.  best.safetensors is written
+after the checkpoint that names its epoch: a crash between the two leaves an older best file, and then the
+best epoch is the checkpoint's own, whose weights the checkpoint holds (:func:`load_run` takes them there,
+``--resume`` writes the file again).  ``handgrad plot`` draws the curves from the checkpoint's rows.
 """
 
 from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
-import numpy as np
-
 from . import checkpoint, presets
-from .data import DATASETS, NORMALIZATIONS, Normalizer
+from .classifier import Classifier, file_meta, from_file, model_arrays
+from .data import NORMALIZATIONS, Normalizer
+from .data.augment import KINDS as AUGMENTS
 from .init import INITIALIZERS
 from .optim import OPTIMIZERS, SCHEDULES, check_gamma, check_momentum, check_rates
 
 CHECKPOINT = "checkpoint.safetensors"
+BEST = "best.safetensors"
 METRICS = "metrics.jsonl"
 CONFIG = "config.json"
 DTYPES = ("float32", "float64")
-METRIC_COLUMNS = (
-    "epoch", "lr", "train_loss", "train_accuracy", "test_loss", "test_accuracy", "train_seconds", "images_per_second"
-)  # fmt: skip
+TRAIN_COLUMNS = ("epoch", "lr", "train_loss", "train_accuracy", "train_seconds", "images_per_second")
+VAL_COLUMNS = ("val_loss", "val_accuracy")
+TEST_COLUMNS = ("epoch", "test_loss", "test_accuracy", "test_images")  # epoch: that of the model tested
 PREFIXES = ("model.", "buffers.", "optimizer.")  # the checkpoint's arrays: parameters, running statistics, optimiser
+TUNED = tuple(presets.DEFAULTS)  # the settings a preset chooses when the configuration leaves them None
 
 
 @dataclass
 class TrainConfig:
-    """Everything that determines a run; saved in its checkpoint so that ``--resume`` needs nothing else."""
+    """Everything that determines a run; saved in its checkpoint so that ``--resume`` needs nothing else.
 
-    model: str = "seed-cnn"
-    dataset: str = "fashion-mnist"
-    epochs: int = 5
-    batch_size: int = 64
-    lr: float = 0.01
-    optimizer: str = "sgd"
-    momentum: float = 0.9
-    weight_decay: float = 0.0
-    schedule: str = "constant"
+    The settings of ``TUNED`` left None are the model's own (``presets.PRESETS[model].defaults`` over
+    ``presets.DEFAULTS``); ``model=None`` is a model given to :func:`handgrad.fit` (the defaults alone),
+    ``dataset=None`` data given to it.  ``val_split`` and ``test_split`` are a fraction in [0, 1) or a count.
+    """
+
+    model: str | None = "seed-cnn"
+    dataset: str | None = "fashion-mnist"  # a name, a folder of class folders or an .npz file
+    image_size: list[int] | None = None  # a folder's images resized to (H, W); None: the first image's size
+    channels: int | None = None  # a folder's images as 1 (grey) or 3 (colour) channels; None: the first image's
+    test_split: float | int | None = None  # held out of data without a test set (None: data.split.TEST_SPLIT)
+    epochs: int | None = None
+    batch_size: int | None = None
+    lr: float | None = None
+    optimizer: str | None = None
+    momentum: float | None = None
+    weight_decay: float | None = None
+    schedule: str | None = None
     step_size: int = 1
     gamma: float = 0.1
+    augment: str | None = None
+    val_split: float | int = 0.1
+    early_stopping: int | None = None  # stop after this many epochs without a better validation epoch
     seed: int = 0
     init: str | None = None  # None: the preset's own initialiser
     normalization: str = "standard"
     dtype: str = "float32"
-    train_limit: int | None = None  # train on the first N training images only
-    test_limit: int | None = None  # evaluate on the first N test images only
+    train_limit: int | None = None  # train on the first N training images only (the validation split included)
+    test_limit: int | None = None  # test on the first N test images only
+    log_every: int = 100  # steps between rows of steps.csv and progress lines
 
     def __post_init__(self):
+        if self.model is not None and self.model not in presets.PRESETS:
+            raise ValueError(f"model must be one of {tuple(presets.PRESETS)} or None, got {self.model!r}")
+        settings = presets.PRESETS[self.model].settings() if self.model is not None else presets.DEFAULTS
+        for name in TUNED:
+            if getattr(self, name) is None:
+                setattr(self, name, settings[name])
+        if isinstance(self.image_size, tuple):
+            self.image_size = list(self.image_size)
         choices = {
-            "model": tuple(presets.PRESETS),
-            "dataset": tuple(DATASETS),
             "optimizer": OPTIMIZERS,
             "schedule": SCHEDULES,
             "normalization": NORMALIZATIONS,
             "dtype": DTYPES,
             "init": (None, *INITIALIZERS),
+            "augment": AUGMENTS,
+            "channels": (None, 1, 3),
         }
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
-        for name in ("epochs", "batch_size", "step_size", "seed", "train_limit", "test_limit"):
+        if self.dataset is not None and not isinstance(self.dataset, str):
+            raise ValueError(f"dataset must be a name or a path, got {self.dataset!r}")
+        optional = ("train_limit", "test_limit", "early_stopping")
+        for name in ("epochs", "batch_size", "step_size", "seed", "log_every", *optional):
             value, least = getattr(self, name), 0 if name == "seed" else 1
-            if value is None and name.endswith("_limit"):
+            if value is None and name in optional:
                 continue
-            if isinstance(value, bool) or not isinstance(value, int) or value < least:
+            if not _is_int(value) or value < least:
                 raise ValueError(f"{name} must be an int >= {least}, got {value!r}")
+        size = self.image_size
+        if size is not None and not (isinstance(size, list) and len(size) == 2 and all(_is_int(n) for n in size)):
+            raise ValueError(f"image_size must be two counts [H, W], got {size!r}")
+        if size is not None and min(size) < 1:
+            raise ValueError(f"image_size must be two counts [H, W], got {size!r}")
+        for name in ("val_split", "test_split"):
+            value = getattr(self, name)
+            if not (value is None and name == "test_split") and not _is_split(value):
+                raise ValueError(f"{name} must be a fraction in [0, 1) or a count >= 0, got {value!r}")
+        if self.early_stopping is not None and not self.val_split:
+            raise ValueError("early_stopping needs validation data: a val_split above 0")
         for name in ("lr", "momentum", "weight_decay", "gamma"):
             if not _is_number(getattr(self, name)):
                 raise ValueError(f"{name} must be a number, got {getattr(self, name)!r}")
@@ -93,8 +136,16 @@ class TrainConfig:
         return cls(**values)
 
 
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
 def _is_number(value) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _is_split(value) -> bool:
+    return _is_number(value) and (0 <= value < 1 if isinstance(value, float) else value >= 0)
 
 
 def _check_keys(value, keys, what: str) -> None:
@@ -107,37 +158,81 @@ def _check_keys(value, keys, what: str) -> None:
 
 
 @dataclass
+class History:
+    """What a run has done: a row of metrics per finished epoch, the epoch of the best validation figures (None
+    without validation data), why it stopped before its last epoch (None if it did not), and its test figures
+    (None until the test set was evaluated, once, after the last epoch)."""
+
+    rows: list[dict] = field(default_factory=list)
+    best: int | None = None
+    stopped: str | None = None
+    test: dict | None = None
+
+    @property
+    def epoch(self) -> int:
+        return len(self.rows)
+
+    def finished(self, epochs: int) -> bool:
+        return self.stopped is not None or self.epoch >= epochs
+
+    def lines(self) -> list[dict]:
+        """metrics.jsonl's rows: every epoch, then the test figures."""
+        return self.rows + ([self.test] if self.test is not None else [])
+
+
+@dataclass
 class RunState:
-    """What a checkpoint restores; :func:`load_state` checks every field of it."""
+    """What a checkpoint restores; :func:`load_state` checks every field of it.  ``classifier`` is the model of
+    the last finished epoch, with its normaliser, class names and input shape."""
 
     config: TrainConfig
-    epoch: int  # epochs finished
+    history: History
     tensors: dict
     meta: dict
-    normalizer: Normalizer
-    classes: list[str]
-    metrics: list[dict]  # one row per finished epoch
+    classifier: Classifier
+
+    @property
+    def epoch(self) -> int:  # epochs finished
+        return self.history.epoch
+
+    @property
+    def metrics(self) -> list[dict]:
+        return self.history.rows
+
+    @property
+    def normalizer(self) -> Normalizer:
+        return self.classifier.normalizer
+
+    @property
+    def classes(self) -> tuple[str, ...]:
+        return self.classifier.classes
 
 
-def save_state(run_dir, model, optimizer, config, epoch, rng, normalizer, classes, metrics) -> Path:
-    """Write the checkpoint of a run after ``epoch`` finished epochs (atomically), with their ``metrics`` rows."""
+def save_state(run_dir, model, loss, optimizer, config, rng, data_meta: dict, history: History) -> Path:
+    """Write the checkpoint of a run (atomically) after ``history.epoch`` finished epochs.
+
+    ``data_meta`` holds the classifier's other metadata: ``normalizer``, ``classes`` and ``input_shape``.
+    """
     opt_tensors, opt_meta = optimizer.state_dict()
-    tensors = {
-        **{f"model.{k}": v for k, v in model.params.items()},
-        **{f"buffers.{k}": v for k, v in model.buffers.items()},
-        **{f"optimizer.{k}": v for k, v in opt_tensors.items()},
-    }
+    tensors = {**model_arrays(model), **{f"optimizer.{k}": v for k, v in opt_tensors.items()}}
     meta = {
-        "epoch": epoch,
+        **file_meta(model, loss, data_meta["normalizer"], data_meta["classes"], data_meta["input_shape"]),
+        "epoch": history.epoch,
         "config": asdict(config),
         "rng": rng.bit_generator.state,
         "optimizer": opt_meta,
-        "normalizer": asdict(normalizer),
-        "classes": list(classes),
-        "metrics": list(metrics),
+        "history": asdict(history),
     }
     path = Path(run_dir) / CHECKPOINT
     checkpoint.save(path, tensors, meta)
+    return path
+
+
+def save_best(run_dir, model, loss, data_meta: dict, epoch: int) -> Path:
+    """Write best.safetensors: the classifier of ``epoch``, the best validation epoch (see :func:`save_state`)."""
+    meta = file_meta(model, loss, data_meta["normalizer"], data_meta["classes"], data_meta["input_shape"])
+    path = Path(run_dir) / BEST
+    checkpoint.save(path, model_arrays(model), {**meta, "epoch": epoch})
     return path
 
 
@@ -146,47 +241,85 @@ def load_state(run_dir) -> RunState:
     path = Path(run_dir)
     path = path / CHECKPOINT if path.is_dir() else path
     tensors, meta = checkpoint.load(path)
-    missing = [
-        key for key in ("config", "epoch", "rng", "optimizer", "normalizer", "classes", "metrics") if key not in meta
-    ]
+    missing = [key for key in ("config", "epoch", "rng", "optimizer", "history") if key not in meta]
     if missing:
-        raise checkpoint.CheckpointError(f"{path}: metadata lacks {missing}")
+        raise checkpoint.CheckpointError(f"{path}: metadata lacks {missing} (a checkpoint of an older handgrad?)")
+    unknown = sorted(name for name in tensors if not name.startswith(PREFIXES))
+    if unknown:
+        raise checkpoint.CheckpointError(f"{path}: arrays {unknown} are none of {list(PREFIXES)}")
     try:
         config, epoch = TrainConfig.from_dict(meta["config"]), meta["epoch"]
-        if isinstance(epoch, bool) or not isinstance(epoch, int) or not 1 <= epoch <= config.epochs:
+        if not _is_int(epoch) or not 1 <= epoch <= config.epochs:
             raise ValueError(f"epoch must be an int in [1, {config.epochs}], got {epoch!r}")
-        _check_keys(meta["normalizer"], ["mean", "std"], "normalizer")
-        normalizer = Normalizer(**meta["normalizer"])
-        classes = meta["classes"]
-        if not isinstance(classes, list) or len(classes) < 2 or not all(isinstance(c, str) for c in classes):
-            raise ValueError(f"classes must be a list of at least two names, got {classes!r}")
-        metrics = _checked_metrics(meta["metrics"], epoch)
+        history = _checked_history(meta["history"], epoch, config)
     except (TypeError, ValueError) as error:
         raise checkpoint.CheckpointError(f"{path}: bad metadata ({error})") from None
-    return RunState(config, epoch, tensors, meta, normalizer, classes, metrics)
+    return RunState(config, history, tensors, meta, from_file(tensors, meta, path))
 
 
-def _checked_metrics(rows, epoch: int) -> list[dict]:
-    """One row per epoch 1, 2, ..., ``epoch`` in order, each with the finite numbers of ``METRIC_COLUMNS``."""
+def _checked_history(value, epoch: int, config: TrainConfig) -> History:
+    """A history of ``epoch`` rows, each with the finite numbers of its columns, and fields that fit them."""
+    _check_keys(value, [f.name for f in fields(History)], "history")
+    rows, best, stopped, test = value["rows"], value["best"], value["stopped"], value["test"]
     if not isinstance(rows, list) or len(rows) != epoch:
         raise ValueError(f"metrics must hold one row for each of epochs 1 to {epoch}, got {rows!r:.80}")
+    columns = TRAIN_COLUMNS + (VAL_COLUMNS if config.val_split else ())
     for number, row in enumerate(rows, start=1):
-        _check_keys(row, METRIC_COLUMNS, f"metrics row {number}")
-        if row["epoch"] != number or not all(_is_number(v) and math.isfinite(v) for v in row.values()):
-            raise ValueError(f"metrics row {number} must hold finite numbers for epoch {number}, got {row}")
-    return rows
+        _check_row(row, columns, f"metrics row {number}")
+        if row["epoch"] != number:
+            raise ValueError(f"metrics row {number} is for epoch {row['epoch']}")
+    if (best is None) != (not config.val_split) or not (best is None or (_is_int(best) and 1 <= best <= epoch)):
+        raise ValueError(f"best must be an epoch from 1 to {epoch} (None without validation data), got {best!r}")
+    if stopped is not None and not isinstance(stopped, str):
+        raise ValueError(f"stopped must be a reason or None, got {stopped!r}")
+    if test is not None:
+        _check_row(test, TEST_COLUMNS, "the test figures")
+    return History(rows, best, stopped, test)
+
+
+def _check_row(row, columns, what: str) -> None:
+    _check_keys(row, columns, what)
+    if not all(_is_number(v) and math.isfinite(v) for v in row.values()):
+        raise ValueError(f"{what} must hold finite numbers, got {row}")
+
+
+def open_run(run_dir, resume: bool) -> RunState | None:
+    """Check a run's folder before any work: a new run needs one without a checkpoint, a resumed one its
+    checkpoint (returned)."""
+    run_dir = Path(run_dir)
+    if run_dir.exists() and not run_dir.is_dir():
+        advice = "--resume takes a run's folder" if resume else "choose another --out"
+        raise ValueError(f"{run_dir} is a file, not a run folder: {advice}")
+    if not resume:
+        if (run_dir / CHECKPOINT).exists():
+            raise FileExistsError(f"{run_dir} already holds a run: continue it with --resume, or choose another --out")
+        return None
+    return load_state(run_dir)
+
+
+def check_epochs(state: RunState, epochs: int, run_dir) -> None:
+    if epochs < state.epoch:
+        raise ValueError(f"--epochs {epochs} is fewer than the {state.epoch} epochs {run_dir} has finished")
+
+
+def resumed_config(config: TrainConfig, given: dict) -> TrainConfig:
+    """A run's own configuration with ``given`` settings, of which only ``epochs`` may differ."""
+    changed = sorted(name for name, value in given.items() if name != "epochs" and value != getattr(config, name))
+    if changed:
+        flags = ", ".join("--" + name.replace("_", "-") for name in changed)
+        raise ValueError(
+            f"--resume continues a run with its own configuration; only --epochs may be given, not {flags}"
+        )
+    return TrainConfig(**{**asdict(config), **given})
 
 
 def restore(state: RunState, model, optimizer=None, rng=None, where="checkpoint") -> None:
     """Load weights (and optimiser and RNG state) into live objects; nothing changes unless all of it fits.
 
-    Every check comes first: the arrays' prefixes, the parameters and running statistics against the model,
-    the RNG state on a scratch generator of ``rng``'s kind, then the optimiser's state, which
-    ``load_state_dict`` itself checks before it changes anything.  What follows cannot fail.
+    Every check comes first: the parameters and running statistics against the model, the RNG state on a
+    scratch generator of ``rng``'s kind, then the optimiser's state, which ``load_state_dict`` itself checks
+    before it changes anything.  What follows cannot fail.
     """
-    unknown = sorted(name for name in state.tensors if not name.startswith(PREFIXES))
-    if unknown:
-        raise checkpoint.CheckpointError(f"{where}: arrays {unknown} are none of {list(PREFIXES)}")
     params = checkpoint.strip_prefix(state.tensors, "model.")
     buffers = checkpoint.strip_prefix(state.tensors, "buffers.")
     checkpoint.check_params(model.params, params, where)
@@ -209,19 +342,27 @@ def restore(state: RunState, model, optimizer=None, rng=None, where="checkpoint"
         rng.bit_generator.state = state.meta["rng"]
 
 
-def load_model(run_dir):
-    """``(model, loss, state)`` of a finished or interrupted run, in evaluation mode, ready for inference."""
+def load_run(run_dir) -> tuple[Classifier, RunState]:
+    """``(classifier, state)`` of a run: the model it chose (that of the best validation epoch, or of the last
+    epoch without validation data), in evaluation mode, and the checkpoint's state."""
+    run_dir = Path(run_dir)
+    run_dir = run_dir.parent if run_dir.name == CHECKPOINT and run_dir.is_file() else run_dir
     state = load_state(run_dir)
-    model, loss = presets.build(
-        state.config.model, np.random.default_rng(0), np.dtype(state.config.dtype), state.config.init
-    )
-    outputs = model.output_shape((1, *presets.INPUT_SHAPE))[-1]
-    if len(state.classes) != outputs:
+    best = state.history.best
+    if best is None or best == state.epoch:  # the checkpoint holds the chosen weights
+        return state.classifier, state
+    tensors, meta = checkpoint.load(run_dir / BEST)
+    if meta.get("epoch") != best:
         raise checkpoint.CheckpointError(
-            f"{run_dir}: {len(state.classes)} class names for a model with {outputs} outputs"
+            f"{run_dir / BEST} holds the model of epoch {meta.get('epoch')!r}, the checkpoint's best epoch is {best}"
         )
-    restore(state, model, where=str(run_dir))
-    return model.eval(), loss, state
+    return from_file(tensors, meta, run_dir / BEST), state
+
+
+def load_model(run_dir):
+    """``(model, loss, state)``: :func:`load_run`'s chosen model, in evaluation mode, ready for inference."""
+    classifier, state = load_run(run_dir)
+    return classifier.model, classifier.loss, state
 
 
 def read_metrics(run_dir) -> list[dict]:
@@ -234,9 +375,9 @@ def read_metrics(run_dir) -> list[dict]:
     return [checkpoint.json_object(line, f"{path}, line {number}") for number, line in lines if line.strip()]
 
 
-def write_metrics(run_dir, rows: list[dict]) -> None:
+def write_metrics(run_dir, history: History) -> None:
     """metrics.jsonl: one strict-JSON object per row (NaN and infinities are refused, never written)."""
-    text = "".join(json.dumps(row, allow_nan=False) + "\n" for row in rows)
+    text = "".join(json.dumps(row, allow_nan=False) + "\n" for row in history.lines())
     checkpoint.atomic_write(Path(run_dir) / METRICS, text.encode())
 
 

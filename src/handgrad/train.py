@@ -1,150 +1,287 @@
-"""The training loop, top to bottom: data, model, optimiser, (resume), then epochs of steps, evaluation,
-checkpoint and metrics.
+"""The training loop, top to bottom: data, model, optimiser, (resume), then epochs of steps, validation,
+checkpoints and logs, and at the end the test set, once.
 
-One ``numpy.random.Generator`` seeded with ``config.seed`` draws every random number of a run: the
-initial weights, then each epoch's shuffling.  Its state is saved with each checkpoint, so a resumed run
-draws the same batches as an uninterrupted one and ends with bit-identical parameters (same machine,
-same thread count).
+One ``numpy.random.Generator`` seeded with ``config.seed`` draws every random number of a run: the initial
+weights, then each epoch's order of batches, each batch's augmentation and dropout's masks.  Its state is
+saved with each checkpoint, so a resumed run draws the same batches as an uninterrupted one and ends with
+bit-identical parameters (same machine, same thread count).  The validation images are drawn out of the
+training images by a generator of their own, seeded with ``(VALIDATION_STREAM, seed)``: the same images for
+every session of a run, whatever else the run draws.
+
+Honest selection: after each epoch the model is scored on the validation images; the best epoch (the highest
+validation accuracy, at equal accuracy the lower validation loss) is kept in ``best.safetensors``;
+``early_stopping=N`` ends training after N epochs without a better one.  The test set is evaluated once, on
+the chosen model, after the last epoch: it never chooses anything.
+
+Several processes could train data-parallel with this loop: each draws the same global batch order from the
+one generator (:func:`_batches`), takes its share of every batch, averages the gradients before each update
+(marked in :func:`_train_epoch`), and sums the counts behind every mean (an epoch's summed losses and right
+answers, an evaluation's loss and accuracy times its images) across processes before the figures are taken.
 """
 
 from __future__ import annotations
 
+import copy
+import sys
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
 from . import presets, runs
 from .checkpoint import non_finite
-from .data import Normalizer, batch_indices
+from .classifier import Classifier, model_arrays, model_dtype
+from .data import DATASETS, Normalizer, batch_indices
 from .data import load as load_dataset
+from .data.augment import Augmentation
+from .data.split import held_out_count, hold_out
+from .describe import describe
 from .evaluate import evaluate
 from .fast import compile as compile_model
+from .logs import StepLog
 from .optim import make_optimizer, make_schedule
+
+VALIDATION_STREAM = 1  # the validation split's generator is seeded with (VALIDATION_STREAM, seed)
 
 
 class TrainingDiverged(RuntimeError):
-    """The loss, the test loss or a parameter stopped being finite; the last good checkpoint is left as it was."""
+    """The loss, a validation figure or a parameter stopped being finite; the last good checkpoint is left as it was."""
 
 
 @dataclass
-class RunResult:
-    run_dir: Path
-    epochs: int
-    metrics: list[dict]  # every finished epoch's row, those of earlier sessions included
-    seconds: float
+class FitResult:
+    run_dir: Path | None
+    history: runs.History  # every finished epoch's row (earlier sessions' included), the best epoch, the test figures
+    classifier: Classifier  # the chosen model: the best validation epoch's, or the last one without validation data
+    seconds: float  # of this session
     resumed_after: int = 0  # epochs finished before this session
+
+    @property
+    def metrics(self) -> list[dict]:
+        return self.history.rows
+
+    @property
+    def test(self) -> dict | None:
+        return self.history.test
 
 
 def train(config: runs.TrainConfig, run_dir, *, resume=False, dataset=None, data_dir=None, progress=True, log=print):
-    """Train ``config`` into ``run_dir`` (or continue it with ``resume=True``) and return a :class:`RunResult`.
+    """``handgrad train``: the data and the preset ``config`` names, then :func:`fit` into ``run_dir`` (or on with
+    the run there, ``resume=True``).  ``dataset`` may be given already loaded (tests do).
 
-    ``dataset`` may be given already loaded (tests do); otherwise it is looked up by name.  Everything that
-    can be checked before training is checked before the run folder is created or changed.  A checkpoint
-    is written only for a model whose parameters, running statistics, training loss and test loss are all
-    finite; otherwise :class:`TrainingDiverged` says where the last good checkpoint is.
+    Everything that can be checked before training is checked before the run folder is created or changed.
     """
     run_dir = Path(run_dir)
-    dtype = np.dtype(config.dtype)
+    state = runs.open_run(run_dir, resume)
+    if state is not None:
+        runs.check_epochs(state, config.epochs, run_dir)
+    if state is not None and state.history.finished(config.epochs):  # the metrics are made to agree with it
+        runs.write_metrics(run_dir, state.history)
+        return FitResult(run_dir, state.history, runs.load_run(run_dir)[0], 0.0, state.epoch)
+    if config.model is None:
+        raise ValueError(f"{run_dir} was trained by handgrad.fit on a model of its own: resume it there")
+    data = dataset
+    if data is None:
+        size = None if config.image_size is None else tuple(config.image_size)
+        options = {"image_size": size, "channels": config.channels, "test_split": config.test_split}
+        data = load_dataset(config.dataset, data_dir, **options)
+    data.check()
+    if config.dataset not in DATASETS and Path(config.dataset).is_dir():
+        # a folder's image size and channels, written down so that `handgrad evaluate` reads the same images
+        config = replace(config, image_size=list(data.input_shape[1:]), channels=data.input_shape[0])
+    rng = np.random.default_rng(config.seed)
+    model, loss = presets.build(
+        config.model, rng, np.dtype(config.dtype), config.init, data.input_shape, len(data.classes)
+    )
+    return fit(model, loss, data, config, rng=rng, out=run_dir, resume=resume, progress=progress, log=log)
 
-    if run_dir.exists() and not run_dir.is_dir():
-        advice = "--resume takes a run's folder" if resume else "choose another --out"
-        raise ValueError(f"{run_dir} is a file, not a run folder: {advice}")
-    if not resume and (run_dir / runs.CHECKPOINT).exists():
-        raise FileExistsError(f"{run_dir} already holds a run: continue it with --resume, or choose another --out")
-    if resume:
-        state = runs.load_state(run_dir)
-        if config.epochs < state.epoch:
-            raise ValueError(f"--epochs {config.epochs} is fewer than the {state.epoch} epochs {run_dir} has finished")
-        if state.epoch == config.epochs:  # nothing to train; the metrics are made to agree with the checkpoint
-            runs.write_metrics(run_dir, state.metrics)
-            return RunResult(run_dir, config.epochs, state.metrics, 0.0, state.epoch)
 
-    # data
-    data = dataset if dataset is not None else load_dataset(config.dataset, data_dir)
-    data.check(presets.INPUT_SHAPE[1:])
+def fit(model, loss, data, config=None, *, rng=None, out=None, resume=False, progress=True, log=print, **options):
+    """Train ``model`` with ``loss`` on ``data`` (a :class:`~handgrad.data.Dataset`); return a :class:`FitResult`.
+
+    The settings come from ``config`` (a :class:`~handgrad.runs.TrainConfig`) or as keywords over the defaults
+    (``epochs=3, lr=0.05, val_split=0.1, augment="auto", early_stopping=3, ...``).  ``rng`` is the run's one
+    generator: pass the one that drew the model's weights (by default one seeded with ``seed`` is made).  With
+    ``out``, a folder, the checkpoints, ``best.safetensors`` and the logs are written there, and ``resume=True``
+    continues the run in it (given the same model and data; only ``epochs`` may change).  Without ``out``
+    nothing is written.  ``progress``: a progress bar on a terminal, otherwise a line every ``log_every`` steps.
+
+    A checkpoint is written only for a model whose parameters, running statistics and figures are all
+    finite; otherwise :class:`TrainingDiverged` says where the last good checkpoint is.
+    """
+    run_dir = None if out is None else Path(out)
+    if resume and run_dir is None:
+        raise ValueError("fit: resume=True continues the run in a folder: give out")
+    given = options if config is None else {**asdict(config), **options}
+    state = None if run_dir is None else runs.open_run(run_dir, resume)
+    if state is not None:
+        config = runs.resumed_config(state.config, given)
+        runs.check_epochs(state, config.epochs, run_dir)
+    else:
+        config = runs.TrainConfig(**({"model": None, "dataset": None} | given))
+    if state is not None and state.history.finished(config.epochs):
+        runs.write_metrics(run_dir, state.history)
+        return FitResult(run_dir, state.history, runs.load_run(run_dir)[0], 0.0, state.epoch)
+    rng = np.random.default_rng(config.seed) if rng is None else rng
+    dtype = model_dtype(model)
+    if run_dir is not None:
+        describe(model, loss)  # a model that its checkpoints could not describe is refused before it trains
+
+    # data: the validation images held out of the training images, the normaliser fitted on the rest
+    data.check()
     train_x, train_y = data.train_images[: config.train_limit], data.train_labels[: config.train_limit]
     test_x, test_y = data.test_images[: config.test_limit], data.test_labels[: config.test_limit]
+    held = held_out_count(config.val_split, len(train_x), "--val-split")
+    kept, chosen = hold_out(len(train_x), held, np.random.default_rng([VALIDATION_STREAM, config.seed]))
+    val_x, val_y, train_x, train_y = train_x[chosen], train_y[chosen], train_x[kept], train_y[kept]
     normalizer = Normalizer.fit(train_x, config.normalization)
-    log(f"data: {data.spec.title} from {data.source}: {len(train_x):,} training and {len(test_x):,} test images")
+    augmentation = Augmentation.of(config.augment, data.input_shape[1:], data.flips)
+    about = {"normalizer": normalizer, "classes": data.classes, "input_shape": data.input_shape}
+    log(
+        f"data: {data.title}, images {data.input_shape}: {len(train_x):,} to train on, {len(val_x):,} to validate, "
+        f"{len(test_x):,} to test" + (f"; {augmentation.describe()}" if augmentation else "")
+    )
 
-    # model, loss, optimiser, schedule: every random number from one generator
-    rng = np.random.default_rng(config.seed)
-    model, loss = presets.build(config.model, rng, dtype, config.init)
+    # model, optimiser, schedule
     compiled = compile_model(model)  # the fast tier runs the steps; the model keeps the parameters
     optimizer = make_optimizer(config.optimizer, model.params, config.lr, config.momentum, config.weight_decay)
     schedule = make_schedule(config.schedule, config.lr, config.epochs, config.step_size, config.gamma)
 
     # a new run, or the continuation of one
-    start, history = 0, []
-    if resume:
+    history, best = runs.History(), None
+    if state is not None:
         runs.restore(state, model, optimizer, rng, where=str(run_dir))
-        start, history = state.epoch, list(state.metrics)
+        history, best = state.history, _best_weights(run_dir, state.history, model, loss, about)
+        history.test = None  # tested again after the new last epoch
         runs.write_metrics(run_dir, history)  # a crash after the last checkpoint may have cost metrics.jsonl a row
-        log(f"resuming {run_dir} after epoch {start} of {config.epochs}")
-    else:
+        log(f"resuming {run_dir} after epoch {history.epoch} of {config.epochs}")
+    elif run_dir is not None:
         run_dir.mkdir(parents=True, exist_ok=True)
-    runs.write_config(run_dir, config)
-    log(f"model: {config.model}\n{model.summary(presets.INPUT_SHAPE)}")
+    if run_dir is not None:
+        runs.write_config(run_dir, config)
+    log(f"model: {config.model or type(model).__name__}, {config.optimizer} lr {config.lr:g} {config.schedule}")
+    log(model.summary(data.input_shape))
 
+    bar = progress and sys.stderr.isatty()
+    logs = StepLog(run_dir, config.log_every, optimizer.t, log if progress and not bar else None)
     began = time.perf_counter()
-    for epoch in range(start, config.epochs):
-        optimizer.lr = schedule(epoch)
-        batches = (
-            (normalizer(train_x[index], dtype), train_y[index])
-            for index in batch_indices(len(train_x), config.batch_size, rng)
-        )
-        steps = -(-len(train_x) // config.batch_size)
-        last = (
-            f"the last good checkpoint, after epoch {epoch}, is {run_dir / runs.CHECKPOINT}"
-            if epoch
-            else "no checkpoint was written"
-        )
-        try:
-            train_loss, train_accuracy, train_seconds = _train_epoch(
-                compiled, loss, optimizer, batches, steps, f"epoch {epoch + 1}/{config.epochs}", progress
+    try:
+        for epoch in range(history.epoch, config.epochs):
+            optimizer.lr = schedule(epoch)
+            steps = -(-len(train_x) // config.batch_size)
+            last = (
+                f"the last good checkpoint, after epoch {epoch}, is {run_dir / runs.CHECKPOINT}"
+                if epoch and run_dir is not None
+                else "no checkpoint was written"
             )
-        except _NonFiniteLoss as bad:
-            raise TrainingDiverged(
-                f"the loss became {bad.value} at epoch {epoch + 1}, step {bad.step} of {steps}; {last}"
-            ) from None
+            logs.begin_epoch(epoch + 1, config.epochs, steps)
+            batches = _batches(train_x, train_y, config.batch_size, rng, augmentation, normalizer, dtype)
+            try:
+                train_loss, train_accuracy, seconds = _train_epoch(
+                    compiled, loss, optimizer, batches, steps, f"epoch {epoch + 1}/{config.epochs}", bar, logs
+                )
+            except _NonFiniteLoss as bad:
+                raise TrainingDiverged(
+                    f"the loss became {bad.value} at epoch {epoch + 1}, step {bad.step} of {steps}; {last}"
+                ) from None
+            row = {"epoch": epoch + 1, "lr": optimizer.lr, "train_loss": train_loss, "train_accuracy": train_accuracy}
+            if held:  # a data-parallel run scores its share and sums loss * images and the right answers
+                val_loss, val_accuracy, _ = evaluate(compiled.eval(), loss, val_x, val_y, normalizer, dtype)
+                compiled.train()
+                row.update(val_loss=val_loss, val_accuracy=val_accuracy)
+            row.update(train_seconds=seconds, images_per_second=len(train_x) / seconds)
+            problem = _divergence(model, row)
+            if problem:
+                raise TrainingDiverged(f"after epoch {epoch + 1} {problem}; {last}")
+            history.rows.append(row)
+            improved = held and (history.best is None or _better(row, history.rows[history.best - 1]))
+            if improved:
+                history.best, best = epoch + 1, {k: v.copy() for k, v in model_arrays(model).items()}
+            patience = config.early_stopping
+            if patience and epoch + 1 < config.epochs and epoch + 1 - history.best >= patience:
+                history.stopped = f"no better validation epoch in the {patience} after epoch {history.best}"
+            if run_dir is not None:
+                runs.save_state(run_dir, model, loss, optimizer, config, rng, about, history)
+                if improved:
+                    runs.save_best(run_dir, model, loss, about, history.best)
+                runs.write_metrics(run_dir, history)
+            logs.scalars("epoch", {k: v for k, v in row.items() if k != "epoch"})
+            log(_epoch_line(row, config.epochs, improved))
+            if history.stopped:
+                log(f"early stopping after epoch {epoch + 1}: {history.stopped}")
+                break
 
-        test_loss, test_accuracy, _ = evaluate(compiled.eval(), loss, test_x, test_y, normalizer, dtype)
-        compiled.train()
-        problem = _divergence(model, train_loss, test_loss)
-        if problem:
-            raise TrainingDiverged(f"after epoch {epoch + 1} {problem}; {last}")
-        row = {
-            "epoch": epoch + 1,
-            "lr": optimizer.lr,
-            "train_loss": train_loss,
-            "train_accuracy": train_accuracy,
-            "test_loss": test_loss,
-            "test_accuracy": test_accuracy,
-            "train_seconds": train_seconds,
-            "images_per_second": len(train_x) / train_seconds,
-        }
-        history.append(row)
-        runs.save_state(run_dir, model, optimizer, config, epoch + 1, rng, normalizer, data.classes, history)
-        runs.write_metrics(run_dir, history)
-        log(
-            f"epoch {epoch + 1}/{config.epochs}: train loss {row['train_loss']:.4f} accuracy {row['train_accuracy']:.4f} | "
-            f"test loss {test_loss:.4f} accuracy {test_accuracy:.4f} | {row['images_per_second']:.0f} images/s"
-        )
-    return RunResult(run_dir, config.epochs, history, time.perf_counter() - began, start)
+        # the test set, once, on the chosen model
+        classifier = _chosen(model, loss, about, best)
+        test_loss, test_accuracy = classifier.evaluate(test_x, test_y)
+        tested = history.best or history.epoch
+        if not np.isfinite(test_loss):
+            raise TrainingDiverged(f"the test loss of the model of epoch {tested} is {test_loss}")
+        figures = {"test_loss": test_loss, "test_accuracy": test_accuracy, "test_images": len(test_y)}
+        history.test = {"epoch": tested, **figures}
+        if run_dir is not None:
+            runs.save_state(run_dir, model, loss, optimizer, config, rng, about, history)
+            runs.write_metrics(run_dir, history)
+        logs.scalars("test", {"loss": test_loss, "accuracy": test_accuracy})
+    finally:
+        logs.close()
+    which = f"the best validation epoch, {tested}" if history.best else f"the last epoch, {tested}"
+    log(f"test: loss {test_loss:.4f} accuracy {test_accuracy:.4f} on {len(test_y):,} images, the model of {which}")
+    return FitResult(run_dir, history, classifier, time.perf_counter() - began, state.epoch if state else 0)
 
 
-def _divergence(model, train_loss: float, test_loss: float) -> str | None:
+def _better(row: dict, best: dict) -> bool:
+    """A higher validation accuracy, or the same with a lower validation loss."""
+    return (row["val_accuracy"], -row["val_loss"]) > (best["val_accuracy"], -best["val_loss"])
+
+
+def _best_weights(run_dir: Path, history: runs.History, model, loss, about) -> dict | None:
+    """The arrays of a resumed run's best epoch: the restored model's when it is the last (whose best file a crash
+    may have missed: it is written again), else those of best.safetensors."""
+    if history.best is None:
+        return None
+    if history.best == history.epoch:
+        runs.save_best(run_dir, model, loss, about, history.best)
+        return {k: v.copy() for k, v in model_arrays(model).items()}
+    return model_arrays(runs.load_run(run_dir)[0].model)
+
+
+def _chosen(model, loss, about: dict, best: dict | None) -> Classifier:
+    """A copy of ``model`` holding the ``best`` arrays (its own without them), as a classifier."""
+    twin = copy.deepcopy(model)
+    if best is not None:
+        for name, value in model_arrays(twin).items():
+            np.copyto(value, best[name])
+    return Classifier(twin, loss, **about)
+
+
+def _epoch_line(row: dict, epochs: int, improved: bool) -> str:
+    text = f"epoch {row['epoch']}/{epochs}: train loss {row['train_loss']:.4f} accuracy {row['train_accuracy']:.4f}"
+    if "val_loss" in row:
+        text += f" | val loss {row['val_loss']:.4f} accuracy {row['val_accuracy']:.4f}"
+        text += " (best)" if improved else ""
+    return text + f" | {row['images_per_second']:.0f} images/s"
+
+
+def _divergence(model, row: dict) -> str | None:
     """What is not finite after an epoch (the last update is taken after the last loss was checked), or None."""
     for kind, arrays in (("parameter", model.params), ("running statistic", model.buffers)):
         name = non_finite(arrays)
         if name is not None:
             return f"{kind} {name!r} holds NaN or infinite values"
-    for kind, value in (("training loss", train_loss), ("test loss", test_loss)):
+    for name, value in row.items():
         if not np.isfinite(value):
-            return f"the {kind} is {value}"
+            return f"the {name.replace('_', ' ')} is {value}"
     return None
+
+
+def _batches(images, labels, batch_size, rng, augmentation, normalizer, dtype):
+    """One epoch's batches ``(x, y)``: the order of the global batches, then each batch's augmentation, drawn from
+    ``rng`` (a data-parallel process would take its share of each batch here, after the draws)."""
+    for index in batch_indices(len(images), batch_size, rng):
+        pixels = images[index] if augmentation is None else augmentation(images[index], rng)
+        yield normalizer(pixels, dtype), labels[index]
 
 
 class _NonFiniteLoss(Exception):
@@ -152,26 +289,28 @@ class _NonFiniteLoss(Exception):
         self.step, self.value = step, value
 
 
-def _train_epoch(model, loss, optimizer, batches, steps, description, progress):
-    """One pass over ``batches`` of (x, y): forward, loss, backward, update.
+def _train_epoch(model, loss, optimizer, batches, steps, description, bar, logs):
+    """One pass over ``batches`` of (x, y): forward, loss, backward, update; each step counted in ``logs``.
 
     Returns (mean loss, accuracy, seconds); raises ``_NonFiniteLoss`` before updating on a NaN or infinite loss.
     """
     from tqdm import tqdm
 
     began, seen, correct, loss_sum = time.perf_counter(), 0, 0, 0.0
-    bar = tqdm(batches, total=steps, desc=description, disable=None if progress else True)
-    for step, (x, y) in enumerate(bar, start=1):
+    progress = tqdm(batches, total=steps, desc=description, disable=not bar)
+    for step, (x, y) in enumerate(progress, start=1):
         out = model.forward(x)
         value = loss.forward(out, y)
         if not np.isfinite(value):
             raise _NonFiniteLoss(step, value)
         model.backward(loss.backward(), input_grad=False)  # the images need no gradient
+        # data-parallel training averages model.grads across the processes here, before the update
         optimizer.step(model.grads)
 
-        seen += len(y)
-        correct += int(np.sum(out.argmax(axis=1) == y))
-        loss_sum += value * len(y)
+        right = int(np.sum(out.argmax(axis=1) == y))
+        seen, correct, loss_sum = seen + len(y), correct + right, loss_sum + value * len(y)
+        logs.add(value * len(y), right, len(y), optimizer.lr)
         rate = seen / (time.perf_counter() - began)
-        bar.set_postfix(loss=f"{loss_sum / seen:.4f}", acc=f"{correct / seen:.4f}", img_s=f"{rate:.0f}", refresh=False)
+        figures = {"loss": f"{loss_sum / seen:.4f}", "acc": f"{correct / seen:.4f}", "img_s": f"{rate:.0f}"}
+        progress.set_postfix(figures, refresh=False)
     return loss_sum / seen, correct / seen, time.perf_counter() - began

@@ -13,7 +13,8 @@ NORMALIZATIONS = ("unit", "standard")
 
 @dataclass(frozen=True)
 class Normalizer:
-    """uint8 images (N, H, W) -> float (N, 1, H, W): ``x / 255``, then ``(x - mean) / std``.
+    """uint8 images (N, H, W) -> float (N, 1, H, W), or (N, C, H, W) -> (N, C, H, W): ``x / 255``, then
+    ``(x - mean) / std``, one mean and one standard deviation for every channel.
 
     ``mean = 0, std = 1`` gives values in [0, 1] ("unit"); :meth:`fit` with ``"standard"`` takes the
     training images' mean and standard deviation, so the inputs have mean 0 and variance 1.
@@ -45,7 +46,8 @@ class Normalizer:
         return cls(float(scaled.mean()), float(scaled.std()))
 
     def __call__(self, images: np.ndarray, dtype=np.float32) -> np.ndarray:
-        x = images[:, None, :, :].astype(dtype) / 255  # (N, 1, H, W): one channel; Python floats keep dtype
+        planes = images[:, None] if images.ndim == 3 else images  # (N, H, W) -> (N, 1, H, W): one channel
+        x = planes.astype(dtype) / 255  # Python floats keep dtype
         return x if (self.mean, self.std) == (0.0, 1.0) else (x - self.mean) / self.std
 
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 import hashlib
 import os
 import urllib.request
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -39,31 +39,43 @@ class DatasetSpec:
     system_dirs: tuple[str, ...] = ()
     roles: tuple[str, ...] = ROLES
     split: tuple[int, int, int] | None = None  # (train count, test count, seed): split the one set given
+    flips: bool = True  # whether an image mirrored left to right keeps its class (not a digit's)
 
 
 @dataclass
 class Dataset:
-    """Images (N, H, W) uint8 and labels (N,) for training and testing, with where they came from."""
+    """uint8 images, (N, H, W) of one channel or (N, C, H, W) of C, and their labels (N,) for training and
+    testing, with the class names, where they came from, and whether a mirrored image keeps its class."""
 
-    spec: DatasetSpec
+    title: str
+    classes: tuple[str, ...]
     train_images: np.ndarray
     train_labels: np.ndarray
     test_images: np.ndarray
     test_labels: np.ndarray
-    source: Path = field(default=None)
+    source: Path | None = None
+    flips: bool = True
 
     @property
-    def classes(self) -> tuple[str, ...]:
-        return self.spec.classes
+    def input_shape(self) -> tuple[int, int, int]:
+        """One image as the models take it: (C, H, W)."""
+        shape = self.train_images.shape[1:]
+        return (1, *shape) if len(shape) == 2 else tuple(shape)
 
-    def check(self, image_size: tuple[int, int]) -> None:
-        """Raise ValueError unless each split is at least one uint8 image of ``image_size`` with one label in
-        [0, K) per image, K the number of classes."""
-        k, where = len(self.classes), f"dataset {self.spec.name}"
+    def check(self) -> None:
+        """Raise ValueError unless each split is at least one uint8 image of the training images' shape, (H, W) or
+        (C, H, W), with one label in [0, K) per image, K >= 2 the number of classes."""
+        k, where = len(self.classes), f"dataset {self.title}"
+        if k < 2:
+            raise ValueError(f"{where}: expected at least two classes, got {list(self.classes)}")
+        pixels = self.train_images.shape[1:] if isinstance(self.train_images, np.ndarray) else ()
+        if len(pixels) not in (2, 3):
+            found = _kind(self.train_images)
+            raise ValueError(f"{where}: train_images must be uint8 (N, H, W) or (N, C, H, W), got {found}")
         for split in ("train", "test"):
             images, labels = getattr(self, f"{split}_images"), getattr(self, f"{split}_labels")
-            if not _is_array(images, "u", (len(images), *image_size)) or images.dtype != np.uint8:
-                shape = f"(N, {image_size[0]}, {image_size[1]})"
+            if not _is_array(images, "u", (len(images), *pixels)) or images.dtype != np.uint8:
+                shape = f"(N, {', '.join(map(str, pixels))})"
                 raise ValueError(f"{where}: {split}_images must be uint8 {shape}, got {_kind(images)}")
             if not _is_array(labels, "iu", (len(images),)):
                 expected = f"integers ({len(images)},), one per image"
@@ -119,7 +131,9 @@ DATASETS = {
             mirrors=("http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",),
             system_dirs=("/usr/share/datasets/fashion-mnist",),
         ),
-        DatasetSpec(name="mnist", title="MNIST", classes=_DIGITS, files=_MNIST_FILES, mirrors=_MNIST_MIRRORS),
+        DatasetSpec(
+            name="mnist", title="MNIST", classes=_DIGITS, files=_MNIST_FILES, mirrors=_MNIST_MIRRORS, flips=False
+        ),
         # The 10,000 official MNIST test digits alone, split by a fixed permutation (seed 0): the first
         # 8,000 train and the other 2,000 are held out.  For machines that have only the test set.
         DatasetSpec(
@@ -130,6 +144,7 @@ DATASETS = {
             mirrors=_MNIST_MIRRORS,
             roles=("test_images", "test_labels"),
             split=(8000, 2000, 0),
+            flips=False,
         ),
     )
 }
@@ -235,7 +250,7 @@ def download(spec: DatasetSpec) -> dict[str, Path]:
     return paths
 
 
-def load(name: str, data_dir=None, allow_download: bool = True) -> Dataset:
+def load_named(name: str, data_dir=None, allow_download: bool = True) -> Dataset:
     """Load a dataset by name, from the first place that has it, downloading it if none has."""
     spec = get_spec(name)
     paths = find_files(spec, data_dir)
@@ -254,12 +269,15 @@ def load(name: str, data_dir=None, allow_download: bool = True) -> Dataset:
     source = paths["test_images"].parent
     if spec.split is None:
         train_images, train_labels = read_images_and_labels(paths["train_images"], paths["train_labels"], n)
-        return Dataset(spec, train_images, train_labels, test_images, test_labels, source)
+        splits = (train_images, train_labels, test_images, test_labels)
+        return Dataset(spec.title, spec.classes, *splits, source, spec.flips)
     n_train, n_test, seed = spec.split
     if len(test_images) != n_train + n_test:
         raise ValueError(
-            f"{paths['test_images']}: {spec.title} expects {n_train + n_test:,} images to split, found {len(test_images):,}"
+            f"{paths['test_images']}: {spec.title} expects {n_train + n_test:,} images to split, "
+            f"found {len(test_images):,}"
         )
     order = np.random.default_rng(seed).permutation(len(test_images))
     train, test = order[:n_train], order[n_train : n_train + n_test]
-    return Dataset(spec, test_images[train], test_labels[train], test_images[test], test_labels[test], source)
+    splits = (test_images[train], test_labels[train], test_images[test], test_labels[test])
+    return Dataset(spec.title, spec.classes, *splits, source, spec.flips)

@@ -1,0 +1,49 @@
+"""The README as a user runs it: its library example runs, and each of its commands is one the command line takes."""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+from handgrad import cli
+
+ROOT = Path(__file__).resolve().parent.parent
+README = (ROOT / "README.md").read_text()
+
+
+def _blocks(language: str) -> list[str]:
+    return re.findall(rf"```{language}\n(.*?)```", README, flags=re.DOTALL)
+
+
+def test_the_library_example_runs(tmp_path):
+    section = README[README.index("## Using handgrad as a library") :]
+    code = re.search(r"```python\n(.*?)```", section, flags=re.DOTALL)[1]
+    env = {**os.environ, "HANDGRAD_DATA": str(ROOT / "tests" / "data" / "mnist")}
+    done = subprocess.run(
+        [sys.executable, "-c", code], check=False, cwd=tmp_path, env=env, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "digits.safetensors").is_file() and (
+        tmp_path / "runs" / "library" / "best.safetensors"
+    ).is_file()
+    assert "'test_accuracy'" in done.stdout
+
+
+def _commands() -> list[str]:
+    lines = "\n".join(_blocks("sh")).replace("\\\n", " ").splitlines()
+    return [line.split("#")[0].strip() for line in lines if line.lstrip().startswith(".venv/bin/handgrad")]
+
+
+def test_every_handgrad_command_in_the_readme_is_one_the_command_line_takes():
+    commands = _commands()
+    assert len(commands) >= 12
+    parser = cli._parser()
+    for command in commands:
+        parser.parse_args(shlex.split(command)[1:])  # a usage error exits: the test fails naming the command
+    bare = [line for block in _blocks("sh") for line in block.splitlines() if line.startswith(("handgrad ", "pip "))]
+    assert not bare, f"commands that are not on the PATH after the set-up: {bare}"
+    assert "pip install 'handgrad[" not in README  # handgrad is not on the package index
