@@ -55,7 +55,7 @@ def test_every_preset_in_both_modes(rng, name):
     model, _ = presets.build(name, rng, np.float64, None)
     _passes_an_empty_batch(model.eval(), presets.INPUT_SHAPE)
     model.train()
-    if name != "fashion-cnn":  # batch normalisation in training refuses a batch too small for a variance
+    if not any(type(layer).__name__.startswith("BatchNorm") for layer in model):  # too small for a variance
         _passes_an_empty_batch(model, presets.INPUT_SHAPE)
 
 
