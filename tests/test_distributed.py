@@ -19,7 +19,7 @@ from distributed_ranks import BATCH, EPOCHS, LR, MOMENTUM, SAMPLES, SEED, dropou
 from helpers import rel_error
 
 import handgrad
-from handgrad import distributed
+from handgrad import distributed, presets
 from handgrad.optim import SGD
 
 RANKS_SCRIPT = Path(__file__).with_name("distributed_ranks.py")
@@ -217,3 +217,21 @@ def test_a_rank_failing_alone_ends_every_rank(tmp_path):
     output = result.stdout + result.stderr
     assert result.returncode != 0
     assert output.count("handgrad: rank 1 of 2 failed: ZeroDivisionError") == 1, output
+
+
+# the benchmark (its figures are not tested: benchmarks are not tests)
+
+
+def test_benchmark_runs_and_prints_its_tables():
+    bench = Path(__file__).resolve().parents[1] / "benchmarks" / "distributed_bench.py"
+    quick = ["--models", "seed-cnn", "--rounds", "1", "--steps", "1", "--allreduces", "3"]
+    result = subprocess.run([sys.executable, str(bench), *quick], capture_output=True, text=True, timeout=HANG_SECONDS)
+    assert result.returncode == 0, result.stderr
+    rows = [line.split("|")[1:-1] for line in result.stdout.splitlines() if line.startswith("| ")]
+    rates = next(row for row in rows if row[0].strip() == "seed-cnn, 64")
+    ours1, ours2, theirs, *ratios = (float(cell.replace(",", "")) for cell in rates[1:])
+    assert min(ours1, ours2, theirs) > 0 and abs(ratios[0] - ours2 / ours1) < 0.01 + 0.01 * ratios[0]
+    model, _ = presets.build("seed-cnn", np.random.default_rng(0))
+    values = sum(p.size for p in model.params.values()) + 4  # the gradient and a step's 4 numbers
+    assert any(row[0].strip() == "seed-cnn" and row[1].strip() == f"{values:,}" for row in rows)
+    assert [row[0].strip() for row in rows if row[0].strip().isdigit()] == ["2", "4", "8", "16", "32", "64"]

@@ -341,9 +341,9 @@ def mpiexec_command(workers: int, command: list[str], blas_threads: int = 1, ove
         raise ValueError(f"blas_threads must be an int >= 1, got {blas_threads!r}")
     beside = Path(sys.executable).with_name("mpiexec")
     mpiexec = str(beside) if beside.is_file() else shutil.which("mpiexec")
-    if find_spec("mpi4py") is None or mpiexec is None:
-        missing = "mpi4py" if find_spec("mpi4py") is None else "mpiexec"
-        raise ImportError(f"data-parallel training needs mpi4py and an MPI library, and {missing} is missing: {INSTALL}")
+    missing = "mpi4py" if find_spec("mpi4py") is None else "mpiexec" if mpiexec is None else None
+    if missing:
+        raise ImportError(f"data-parallel training needs mpi4py and an MPI library; {missing} is missing: {INSTALL}")
     line = [mpiexec, "-n", str(workers)]
     if os.geteuid() == 0:
         line.append("--allow-run-as-root")
