@@ -76,6 +76,7 @@ def collectives(world, out):
     sums = world.sum([world.rank + 1.0, 10.0 * world.rank])
     stats = {"mean": np.full(4, float(world.rank), np.float32), "var": np.arange(3.0) * (world.rank + 1)}
     world.average(stats)
+    world.average({})  # a model without running statistics
     shards = {f"shard{n}": world.shard(np.arange(100, 100 + n)) for n in range(7)}
     blas = os.environ.get("OPENBLAS_NUM_THREADS", "")
     facts = {"rank": world.rank, "size": world.size, "root": world.root, "blas": blas}

@@ -138,6 +138,21 @@ def test_broadcast_refuses_different_models_on_every_rank(tmp_path):
         assert "rank 1's arrays differ from rank 0's" in str(seen["message"])
 
 
+class StepFailed(Exception):
+    """An error whose constructor takes other arguments than its message: it pickles, and does not unpickle."""
+
+    def __init__(self, step, value):
+        super().__init__(f"the loss became {value} at step {step}")
+
+
+def test_an_error_that_cannot_be_rebuilt_arrives_as_its_text():
+    rebuilt = distributed._unpack(distributed._pack(StepFailed(3, float("nan"))), 1, 2)
+    assert isinstance(rebuilt, distributed.RankFailed)
+    assert str(rebuilt) == "rank 1 of 2 failed: StepFailed: the loss became nan at step 3"
+    again = distributed._unpack(distributed._pack(ValueError("bad file")), 1, 2)
+    assert type(again) is ValueError and str(again) == "bad file"
+
+
 # the same model as one process
 
 

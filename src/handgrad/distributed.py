@@ -209,6 +209,8 @@ class MPIWorld(World):
 
     def average(self, arrays: dict[str, np.ndarray]) -> None:
         names = [name for name in sorted(arrays) if arrays[name].dtype.kind == "f"]
+        if not names:  # a model without batch normalisation
+            return
         flat = np.concatenate([arrays[name].ravel() for name in names]).astype(np.float64)
         self.comm.Allreduce(self.mpi.IN_PLACE, flat, op=self.mpi.SUM)
         flat /= self.size
