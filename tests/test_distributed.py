@@ -7,6 +7,7 @@ that does not end within HANG_SECONDS fails as hung (no test times anything).
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -29,8 +30,8 @@ RANKS = 2
 
 def launch(scenario: str, folder: Path) -> subprocess.CompletedProcess:
     """Run ``scenario`` on 2 ranks (``--oversubscribe``: a one-core machine runs them too)."""
-    command = distributed.mpiexec_command(RANKS, [sys.executable, str(RANKS_SCRIPT), scenario, str(folder)])
-    command.insert(1, "--oversubscribe")
+    script = [sys.executable, str(RANKS_SCRIPT), scenario, str(folder)]
+    command = distributed.mpiexec_command(RANKS, script, oversubscribe=True)
     try:
         return subprocess.run(command, capture_output=True, text=True, timeout=HANG_SECONDS)
     except subprocess.TimeoutExpired as hung:
@@ -77,6 +78,9 @@ def test_launch_command_without_mpi_says_how_to_install(monkeypatch, tmp_path):
     monkeypatch.setenv("PATH", str(tmp_path))
     with pytest.raises(ImportError, match=r"mpiexec is missing: pip install 'handgrad\[mpi\]'"):
         distributed.mpiexec_command(2, ["true"])
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(ImportError, match=r"mpi4py is missing: pip install 'handgrad\[mpi\]'"):
+        distributed.mpiexec_command(2, ["true"])
 
 
 def test_launch_command():
@@ -84,7 +88,8 @@ def test_launch_command():
     assert Path(line[0]).name == "mpiexec" and line[1:3] == ["-n", "3"] and line[-2:] == ["python", "x.py"]
     assert ("--allow-run-as-root" in line) == (os.geteuid() == 0)
     assert "OPENBLAS_NUM_THREADS=2" in line and "--bind-to" in line
-    assert "--bind-to" not in distributed.mpiexec_command(3, ["python"])
+    plain = distributed.mpiexec_command(3, ["python"])
+    assert "--bind-to" not in plain and "--oversubscribe" not in plain and "OPENBLAS_NUM_THREADS=1" in plain
     for bad in (0, 1.5, True):
         with pytest.raises(ValueError, match="workers must be an int >= 1"):
             distributed.mpiexec_command(bad, ["python"])
