@@ -126,6 +126,11 @@ def test_augmentation_is_the_formula_drawn_from_the_generator_without_flips_for_
     np.testing.assert_array_equal(augmentation(images, np.random.default_rng(3)), out)  # drawn from the generator
     assert not Augmentation.of("auto", (28, 28), False).flips and Augmentation.of("auto", (28, 28), True).flips
     assert Augmentation.of("none", (28, 28), True) is None and Augmentation.of("crop", (28, 28), True).padding == 4
+    mirrors = Augmentation.of("flip", (6, 7), True)  # flips alone: every image itself or its mirror image
+    mirrored = mirrors.draw(np.random.default_rng(4), 5)[1]
+    assert mirrors.describe() == "horizontal flips" and mirrored.any() and not mirrored.all()
+    for n, image in enumerate(mirrors.apply(images, np.zeros((5, 2), int), mirrored)):
+        np.testing.assert_array_equal(image, images[n, :, :, ::-1] if mirrored[n] else images[n])
     grey = augmentation.apply(images[:, 0], offsets, flips)
     np.testing.assert_array_equal(grey, out[:, 0])
     assert load("mnist-t10k", MNIST, allow_download=False).flips is False

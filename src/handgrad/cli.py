@@ -68,7 +68,7 @@ TRAIN_OPTIONS = {
         "choices": AUGMENTS,
         "nargs": "?",
         "const": "auto",
-        "help": "random crops of padded images and horizontal flips; alone: auto, flips unless digits",
+        "help": "random crops of padded images, horizontal flips, or both; alone: auto, flips unless digits",
     },
     "seed": {"type": int, "help": "seed of the one generator behind weights, shuffling, augmentation (default: 0)"},
     "init": {

@@ -6,7 +6,7 @@ For an image X (C, H, W) padded with P zeros on every side (Xp), a crop at offse
     Y[c, i, j] = Xp[c, a + i, b + W - 1 - j]          (mirrored left to right)
 
 with a and b drawn uniformly from {0, ..., 2P} and the flip with probability 1/2; P is an eighth of the larger
-side, rounded (4 pixels for 28x28 and for 32x32).  The draws come from the generator given, the run's one, so
+side, rounded (4 pixels for 28x28 and for 32x32), or 0 for flips alone (``"flip"``).  The draws come from the generator given, the run's one, so
 a resumed run draws what an uninterrupted one does.  Flips are left out for images whose class a mirror
 changes (digits).
 """
@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-KINDS = ("none", "crop", "crop+flip", "auto")  # auto: crop, and flip unless the data says mirroring changes a class
+KINDS = ("none", "crop", "flip", "crop+flip", "auto")  # auto: crop, and flip unless mirroring changes a class
 PADDING = 1 / 8  # of the larger side
 
 
@@ -33,11 +33,14 @@ class Augmentation:
             raise ValueError(f"augment must be one of {KINDS}, got {kind!r}")
         if kind == "none":
             return None
+        if kind == "flip":  # mirrors alone: no crop (a padding of 0 leaves one offset, (0, 0))
+            return cls(0, True)
         flips = kind == "crop+flip" or (kind == "auto" and mirror_keeps_class)
         return cls(max(1, round(PADDING * max(image_size))), flips)
 
     def describe(self) -> str:
-        return f"random crops of images padded by {self.padding}" + (", horizontal flips" if self.flips else "")
+        parts = [f"random crops of images padded by {self.padding}"] if self.padding else []
+        return ", ".join(parts + ["horizontal flips"] * self.flips)
 
     def draw(self, rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray]:
         """``(offsets (n, 2), flips (n,))`` for n images: each crop's (a, b) and whether it is mirrored."""
