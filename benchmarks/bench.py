@@ -33,21 +33,8 @@ import numpy as np
 import torch
 
 import handgrad
-from handgrad import Sequential, presets
 from handgrad import torch_bridge as tb
 from handgrad.allocator import keep_freed_memory
-from handgrad.layers import (
-    BatchNorm2D,
-    Conv2D,
-    Flatten,
-    GlobalAvgPool2D,
-    Linear,
-    MaxPool2D,
-    ReLU,
-    Residual,
-    Sigmoid,
-)
-from handgrad.losses import SoftmaxCrossEntropy
 from handgrad.optim import SGD
 
 LR = 0.01
@@ -55,71 +42,63 @@ BLAS_THREADS = "OPENBLAS_NUM_THREADS"  # read once, when NumPy loads its OpenBLA
 SETTLE_SECONDS = 0.2  # between blocks: the other library's worker threads stop spin-waiting for work
 
 
-def wide_cnn(rng):
+# Each builder takes the seeded generator and the handgrad package to build with (benchmarks/paired.py passes
+# another commit's), and returns (model, loss).
+
+
+def wide_cnn(rng, lib=handgrad):
     """1 -> 32 maps 3x3 padding 1, max-pool 2, 32 -> 64 maps 3x3 padding 1, max-pool 2, 3136 -> 128 -> 10."""
-    model = Sequential(
-        [
-            Conv2D(1, 32, 3, padding=1, rng=rng),
-            ReLU(),
-            MaxPool2D(2),
-            Conv2D(32, 64, 3, padding=1, rng=rng),
-            ReLU(),
-            MaxPool2D(2),
-            Flatten(),
-            Linear(3136, 128, rng=rng),
-            ReLU(),
-            Linear(128, 10, rng=rng),
-        ]
+    L = lib.layers
+    model = lib.Sequential(
+        [L.Conv2D(1, 32, 3, padding=1, rng=rng), L.ReLU(), L.MaxPool2D(2)]
+        + [L.Conv2D(32, 64, 3, padding=1, rng=rng), L.ReLU(), L.MaxPool2D(2)]
+        + [L.Flatten(), L.Linear(3136, 128, rng=rng), L.ReLU(), L.Linear(128, 10, rng=rng)]
     )
-    return model, SoftmaxCrossEntropy()
+    return model, lib.losses.SoftmaxCrossEntropy()
 
 
-def residual_cnn(rng):
+def residual_cnn(rng, lib=handgrad):
     """conv 1 -> 16 + BN + ReLU, a residual block of two 3x3 convolutions with BN, max-pool 2, conv 16 -> 32 + BN
     + ReLU, a residual block, global average pooling, 32 -> 10."""
+    L = lib.layers
+
+    def conv(c, o):
+        return L.Conv2D(c, o, 3, padding=1, bias=False, rng=rng)
 
     def block(c):
-        return Residual(
-            [Conv2D(c, c, 3, padding=1, bias=False, rng=rng), BatchNorm2D(c), ReLU()]
-            + [Conv2D(c, c, 3, padding=1, bias=False, rng=rng), BatchNorm2D(c)]
-        )
+        return L.Residual([conv(c, c), L.BatchNorm2D(c), L.ReLU(), conv(c, c), L.BatchNorm2D(c)])
 
-    model = Sequential(
-        [Conv2D(1, 16, 3, padding=1, bias=False, rng=rng), BatchNorm2D(16), ReLU(), block(16), MaxPool2D(2)]
-        + [Conv2D(16, 32, 3, padding=1, bias=False, rng=rng), BatchNorm2D(32), ReLU(), block(32)]
-        + [GlobalAvgPool2D(), Linear(32, 10, rng=rng)]
+    model = lib.Sequential(
+        [conv(1, 16), L.BatchNorm2D(16), L.ReLU(), block(16), L.MaxPool2D(2)]
+        + [conv(16, 32), L.BatchNorm2D(32), L.ReLU(), block(32)]
+        + [L.GlobalAvgPool2D(), L.Linear(32, 10, rng=rng)]
     )
-    return model, SoftmaxCrossEntropy()
+    return model, lib.losses.SoftmaxCrossEntropy()
 
 
-def colour_cnn(rng):
+def colour_cnn(rng, lib=handgrad):
     """3x32x32 input: three blocks of 3x3 convolution (32, 64, 64 maps, padding 1), ReLU and max-pool 2, then
     1024 -> 128 -> 10."""
-    layers, channels = [], 3
+    L, layers, channels = lib.layers, [], 3
     for maps in (32, 64, 64):
-        layers += [Conv2D(channels, maps, 3, padding=1, rng=rng), ReLU(), MaxPool2D(2)]
+        layers += [L.Conv2D(channels, maps, 3, padding=1, rng=rng), L.ReLU(), L.MaxPool2D(2)]
         channels = maps
-    model = Sequential(layers + [Flatten(), Linear(1024, 128, rng=rng), ReLU(), Linear(128, 10, rng=rng)])
-    return model, SoftmaxCrossEntropy()
+    layers += [L.Flatten(), L.Linear(1024, 128, rng=rng), L.ReLU(), L.Linear(128, 10, rng=rng)]
+    return lib.Sequential(layers), lib.losses.SoftmaxCrossEntropy()
 
 
-def mlp(rng):
+def mlp(rng, lib=handgrad):
     """The matrix-form network of the seeds: 784 -> 256 -> 256 -> 10 with sigmoids."""
-    model = Sequential(
-        [
-            Flatten(),
-            Linear(784, 256, rng=rng),
-            Sigmoid(),
-            Linear(256, 256, rng=rng),
-            Sigmoid(),
-            Linear(256, 10, rng=rng),
-        ]
+    L = lib.layers
+    model = lib.Sequential(
+        [L.Flatten(), L.Linear(784, 256, rng=rng), L.Sigmoid(), L.Linear(256, 256, rng=rng), L.Sigmoid()]
+        + [L.Linear(256, 10, rng=rng)]
     )
-    return model, SoftmaxCrossEntropy()
+    return model, lib.losses.SoftmaxCrossEntropy()
 
 
 def _preset(name):
-    return lambda rng: presets.build(name, rng)
+    return lambda rng, lib=handgrad: lib.presets.build(name, rng)
 
 
 GREY, COLOUR = (1, 28, 28), (3, 32, 32)

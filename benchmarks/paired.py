@@ -1,11 +1,12 @@
-"""This checkout's handgrad against another commit's, in one process: images per second on bench.py's seed and wide CNNs.
+"""This checkout's handgrad against another commit's, in one process: images per second on bench.py's models.
 
 The other commit's package is extracted with ``git archive`` and imported under another name, the same weights
 are copied into both models, and the two are timed in alternating blocks (bench.py's ``time_pair``), so that
 machine noise falls on both.  This checkout runs its compiled model (``handgrad.compile``); the baseline runs
 its model as that commit's ``handgrad train`` did (compiled too, if it has ``handgrad.compile``).
 
-Run:  python benchmarks/paired.py --baseline 73eb00d [--rounds 3]
+Run:  python benchmarks/paired.py --baseline 73eb00d [--rounds 3]          (the seed and wide CNNs)
+      python benchmarks/paired.py --baseline HEAD~3 --models fashion-cnn residual-cnn --modes training
 """
 
 from __future__ import annotations
@@ -28,7 +29,6 @@ sys.path.insert(0, str(Path(__file__).parent))
 from bench import LR, WORKLOADS, time_pair
 
 BASELINE = "handgrad_baseline"
-CASES = {"seed-cnn": 64, "wide-cnn": 128}  # bench.py's models that every earlier version has
 
 
 def load_baseline(commit: str, into: Path):
@@ -39,23 +39,23 @@ def load_baseline(commit: str, into: Path):
         tar.extractall(into, filter="data")
     (into / "src" / "handgrad").rename(into / BASELINE)
     sys.path.insert(0, str(into))
+    for part in ("layers", "losses", "optim", "presets"):  # bench.py's builders use them as attributes
+        importlib.import_module(f"{BASELINE}.{part}")
     return importlib.import_module(BASELINE)
 
 
 def steps(workload: str, batch: int, baseline):
     """Training and inference steps of both versions on the same weights and batch."""
-    build = WORKLOADS[workload][0]
-    rng = np.random.default_rng(0)
-    model, loss = build(rng)
-    compiled = handgrad.compile(model)
-    old_presets = importlib.import_module(f"{BASELINE}.presets")
-    old_model, old_loss = (old_presets.seed_cnn if workload == "seed-cnn" else _old_wide(baseline))(rng)
+    build, shape, _ = WORKLOADS[workload]
+    model, loss = build(np.random.default_rng(0))
+    old_model, old_loss = build(np.random.default_rng(0), baseline)
     for name, value in model.params.items():
         np.copyto(old_model.params[name], value)
-    old_params = old_model.params
+    compiled, old_params = handgrad.compile(model), old_model.params
     if hasattr(baseline, "compile"):  # a commit with the fast tier runs its compiled model
         old_model = baseline.compile(old_model)
-    x = rng.standard_normal((batch, 1, 28, 28)).astype(np.float32)
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((batch, *shape)).astype(np.float32)
     y = rng.integers(0, 10, size=batch)
     new_sgd = SGD(model.params, LR)
     old_sgd = importlib.import_module(f"{BASELINE}.optim").SGD(old_params, LR)
@@ -74,33 +74,11 @@ def steps(workload: str, batch: int, baseline):
     }
 
 
-def _old_wide(baseline):
-    """bench.py's wide CNN built from the baseline's layers."""
-    layers = importlib.import_module(f"{BASELINE}.layers")
-    losses = importlib.import_module(f"{BASELINE}.losses")
-
-    def build(rng):
-        return baseline.Sequential(
-            [
-                layers.Conv2D(1, 32, 3, padding=1, rng=rng),
-                layers.ReLU(),
-                layers.MaxPool2D(2),
-                layers.Conv2D(32, 64, 3, padding=1, rng=rng),
-                layers.ReLU(),
-                layers.MaxPool2D(2),
-                layers.Flatten(),
-                layers.Linear(3136, 128, rng=rng),
-                layers.ReLU(),
-                layers.Linear(128, 10, rng=rng),
-            ]
-        ), losses.SoftmaxCrossEntropy()
-
-    return build
-
-
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--baseline", required=True, help="the commit to compare with, e.g. 73eb00d")
+    parser.add_argument("--models", nargs="+", choices=list(WORKLOADS), default=["seed-cnn", "wide-cnn"])
+    parser.add_argument("--modes", nargs="+", choices=["training", "inference"], default=["training", "inference"])
     parser.add_argument("--rounds", type=int, default=3, help="runs of time_pair per case (each a median of blocks)")
     parser.add_argument("--blocks", type=int, default=7)
     parser.add_argument("--block-seconds", type=float, default=0.6)
@@ -108,14 +86,16 @@ def main(argv=None) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         baseline = load_baseline(args.baseline, Path(tmp))
         print(f"this checkout (handgrad.compile) / {args.baseline}, images per second; >1: this checkout is faster")
-        print("| workload | this checkout | baseline | ratio |")
-        print("| --- | ---: | ---: | ---: |")
-        for workload, batch in CASES.items():
+        print("| model | batch | mode | this checkout | baseline | ratio |")
+        print("| --- | ---: | --- | ---: | ---: | ---: |")
+        for workload in args.models:
+            batch = WORKLOADS[workload][2][0]
             cases = steps(workload, batch, baseline)
-            for mode, (ours, theirs) in cases.items():
+            for mode in args.modes:
+                ours, theirs = cases[mode]
                 for _ in range(args.rounds):
                     a, b = time_pair(ours, theirs, batch, args.blocks, args.block_seconds)
-                    print(f"| {workload}, batch {batch}, {mode} | {a:,.0f} | {b:,.0f} | {a / b:.3f} |", flush=True)
+                    print(f"| {workload} | {batch} | {mode} | {a:,.0f} | {b:,.0f} | {a / b:.3f} |", flush=True)
 
 
 if __name__ == "__main__":
