@@ -1,7 +1,9 @@
-"""What each rank runs in tests/test_distributed.py: ``mpiexec -n K python distributed_ranks.py SCENARIO OUT``.
+"""What each rank runs in tests/test_distributed.py and tests/test_data_parallel.py:
+``mpiexec -n K python distributed_ranks.py SCENARIO OUT``.
 
 Each scenario writes what this rank saw to ``OUT/SCENARIO-RANK.npz``; the tests compare those files with what
-one process computes.  :func:`tiny_problem` is shared with the tests, so that both sides train the same model
+one process computes.  The ``train_*`` scenarios run the command line (``handgrad train``) on every rank, with a
+fault on one of them.  :func:`tiny_problem` is shared with the tests, so that both sides train the same model
 on the same data.
 """
 
@@ -14,7 +16,8 @@ from pathlib import Path
 import numpy as np
 
 import handgrad
-from handgrad import distributed
+from handgrad import cli, distributed, runs
+from handgrad.data import read_idx
 from handgrad.layers import Conv2D, Dropout, Flatten, Linear, MaxPool2D, ReLU
 from handgrad.losses import SoftmaxCrossEntropy
 from handgrad.optim import SGD
@@ -22,6 +25,20 @@ from handgrad.optim import SGD
 SEED = 7
 SAMPLES, BATCH, EPOCHS = 37, 6, 43  # 7 steps an epoch, the last of one sample: 301 steps
 LR, MOMENTUM = 0.05, 0.9
+MNIST = Path(__file__).with_name("data") / "mnist"
+DIGITS = "digits.npz"  # the data of the train_* scenarios, in their folder, and their run folder
+RUN = "run"
+# 70 digits: 9 to validate, 61 to train on in steps of 6, the last of one digit (rank 1's share empty)
+TRAIN = ["--model", "seed-cnn", "--batch-size", "6", "--val-split", "9", "--epochs", "3", "--no-progress"]
+
+
+def digits(path: Path, train: int = 70, test: int = 20, every: int = 1) -> Path:
+    """An .npz file of real MNIST test digits: the first ``train`` to train on, the next ``test`` to test on;
+    ``every``: every n-th row and column of their pixels only (images of 28/n x 28/n)."""
+    x = read_idx(MNIST / "t10k-images-idx3-ubyte.gz")[:, ::every, ::every]
+    y = read_idx(MNIST / "t10k-labels-idx1-ubyte.gz")
+    np.savez(path, x=x[:train], y=y[:train], x_test=x[train : train + test], y_test=y[train : train + test])
+    return path
 
 
 def tiny_problem():
@@ -106,7 +123,7 @@ def mismatch(world, out):
 
 
 def fail_in_step(world, out):
-    """Rank 1's step fails; rank 0 reports it once, as the command line does, and both end with status 1."""
+    """Rank 1's step fails; rank 0 reports it once, as the command line does, and ends with status 1."""
     model, loss, x, y = tiny_problem()
     average = world.gradient_average(model.params)
     try:
@@ -134,7 +151,51 @@ def fail_alone(world, out):
         world.agree()
 
 
-SCENARIOS = {f.__name__: f for f in (data_parallel_sgd, collectives, dropout, mismatch, fail_in_step, fail_alone)}
+def _train(folder: Path, dataset: str = DIGITS):
+    """``handgrad train`` on this rank, as mpiexec runs it, on the digits in ``folder``; ends with its status."""
+    sys.exit(cli.main(["train", *TRAIN, "--dataset", str(folder / dataset), "--out", str(folder / RUN)]))
+
+
+def train_nan_on_rank_1(world, out):
+    """Rank 1's loss is NaN the 14th time it is computed: epoch 1 takes 10 training steps with a share for
+    rank 1 and one validation batch, so this is epoch 2, step 3."""
+    if world.rank == 1:
+        forward, calls = SoftmaxCrossEntropy.forward, []
+
+        def poisoned(self, prediction, target):
+            calls.append(len(target))
+            value = forward(self, prediction, target)
+            return float("nan") if len(calls) == 14 else value
+
+        SoftmaxCrossEntropy.forward = poisoned
+    _train(out.parent)
+
+
+def train_bad_file_on_rank_1(world, out):
+    """Rank 1 is given a damaged copy of the data (a machine of several with a bad copy)."""
+    _train(out.parent, DIGITS if world.root else "damaged.npz")
+
+
+def train_write_fails_on_rank_0(world, out):
+    """Rank 0's disk is full when it writes the checkpoint of epoch 2."""
+    if world.root:
+        save, calls = runs.save_state, []
+
+        def full(run_dir, *args):
+            calls.append(run_dir)
+            if len(calls) == 2:
+                raise OSError(28, "No space left on device", str(Path(run_dir) / runs.CHECKPOINT))
+            return save(run_dir, *args)
+
+        runs.save_state = full
+    _train(out.parent)
+
+
+SCENARIOS = {
+    f.__name__: f
+    for f in (data_parallel_sgd, collectives, dropout, mismatch, fail_in_step, fail_alone)
+    + (train_nan_on_rank_1, train_bad_file_on_rank_1, train_write_fails_on_rank_0)
+}
 
 if __name__ == "__main__":
     name, folder = sys.argv[1], Path(sys.argv[2])

@@ -28,14 +28,18 @@ HANG_SECONDS = 120
 RANKS = 2
 
 
-def launch(scenario: str, folder: Path) -> subprocess.CompletedProcess:
-    """Run ``scenario`` on 2 ranks (``--oversubscribe``: a one-core machine runs them too)."""
-    script = [sys.executable, str(RANKS_SCRIPT), scenario, str(folder)]
-    command = distributed.mpiexec_command(RANKS, script, oversubscribe=True)
+def on_ranks(command: list[str], what: str) -> subprocess.CompletedProcess:
+    """Run ``command`` on 2 ranks (``--oversubscribe``: a one-core machine runs them too); ``what`` names it."""
+    line = distributed.mpiexec_command(RANKS, command, oversubscribe=True)
     try:
-        return subprocess.run(command, capture_output=True, text=True, timeout=HANG_SECONDS)
+        return subprocess.run(line, capture_output=True, text=True, timeout=HANG_SECONDS)
     except subprocess.TimeoutExpired as hung:
-        pytest.fail(f"{scenario} on {RANKS} ranks was still running after {HANG_SECONDS} s: {hung.stderr!r}")
+        pytest.fail(f"{what} on {RANKS} ranks was still running after {HANG_SECONDS} s: {hung.stderr!r}")
+
+
+def launch(scenario: str, folder: Path) -> subprocess.CompletedProcess:
+    """Run ``scenario`` of distributed_ranks.py on 2 ranks."""
+    return on_ranks([sys.executable, str(RANKS_SCRIPT), scenario, str(folder)], scenario)
 
 
 def ran(scenario: str, folder: Path) -> list[dict]:
@@ -110,6 +114,14 @@ def test_one_process_collectives_are_the_identity():
     world.agree()
     with pytest.raises(KeyError, match="mine"), world.guard():
         world.agree(KeyError("mine"))
+    with world.together():
+        pass
+    with pytest.raises(KeyError, match="the block's"), world.together():
+        raise KeyError("the block's")
+
+
+def test_cores_are_those_this_process_may_run_on():
+    assert 1 <= distributed.cores() <= len(os.sched_getaffinity(0))
 
 
 @pytest.mark.parametrize("size", [1, 2, 3, 5])

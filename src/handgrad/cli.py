@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
+import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 
-from . import runs
+from . import distributed, runs
 from .allocator import keep_freed_memory
 from .checkpoint import CheckpointError
 from .data import DATASETS, NORMALIZATIONS, image_files, read_images
@@ -117,6 +119,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     train.add_argument("--data-dir", type=Path, help="where to look for the data set first")
     train.add_argument("--no-progress", action="store_true", help="no progress bar, no progress lines")
+    train.add_argument(
+        "--workers",
+        type=_integer(1),
+        metavar="K",
+        help="train data-parallel on K processes of this machine: starts mpiexec (pip install 'handgrad[mpi]')",
+    )
 
     evaluate = commands.add_parser(
         "evaluate", help="accuracy, per-class accuracy and confusion matrix of a run's chosen model on its test set"
@@ -320,32 +328,24 @@ def _plot(args) -> int:
 def _train(args) -> int:
     from .train import TrainingDiverged, train
 
-    given = {name: getattr(args, name) for name in TRAIN_OPTIONS if getattr(args, name) is not None}
-    if args.resume:
-        if args.out:
-            raise ValueError("--resume continues a run in its own folder; --out may not be given with it")
-        run_dir = args.resume.parent if args.resume.name == runs.CHECKPOINT and args.resume.is_file() else args.resume
-        config = runs.resumed_config(runs.load_state(run_dir).config, given)
-    else:
-        dataset = given.get("dataset", "fashion-mnist")
-        if dataset not in DATASETS:  # a path: kept absolute, so that evaluate finds it from any folder
-            given["dataset"] = str(Path(dataset).resolve())
-        config = runs.TrainConfig(**given)
-        if "momentum" in given and config.optimizer not in ("momentum", "nesterov"):
-            raise ValueError(
-                f"--momentum applies to --optimizer momentum or nesterov, not {config.optimizer}: "
-                f"drop --momentum or choose one of those"
-            )
-        name = dataset if dataset in DATASETS else Path(dataset).stem
-        run_dir = args.out or Path("runs") / f"{config.model}-{name}-seed{config.seed}"
+    if args.workers is not None and args.workers > 1:
+        return _launch(args)
+    world = distributed.world()  # the ranks of mpiexec, or this process alone
+    run_dir = None
     try:
-        result = train(config, run_dir, resume=bool(args.resume), data_dir=args.data_dir, progress=not args.no_progress)
+        with world.guard():  # an error on one rank ends every rank, rank 0 reporting it
+            with world.together():
+                config, run_dir = _train_config(args)
+            resume, progress = bool(args.resume), not args.no_progress
+            result = train(config, run_dir, resume=resume, data_dir=args.data_dir, progress=progress, world=world)
     except TrainingDiverged as error:
         print(f"handgrad: training stopped: {error}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        print(f"\nhandgrad: interrupted; {_saved(run_dir)}", file=sys.stderr)
+        print(f"\nhandgrad: interrupted; {_saved(run_dir)}" if run_dir else "\nhandgrad: interrupted", file=sys.stderr)
         return 130
+    if not world.root:
+        return 0
     history = result.history
     if result.resumed_after == history.epoch:
         how = f"stopped early ({history.stopped})" if history.stopped else f"all {config.epochs} epochs done"
@@ -364,6 +364,66 @@ def _train(args) -> int:
         f"  next: handgrad evaluate {run_dir}"
     )
     return 0
+
+
+def _train_config(args) -> tuple[runs.TrainConfig, Path]:
+    """The configuration and run folder that the train command's options give."""
+    given = {name: getattr(args, name) for name in TRAIN_OPTIONS if getattr(args, name) is not None}
+    if args.resume:
+        if args.out:
+            raise ValueError("--resume continues a run in its own folder; --out may not be given with it")
+        run_dir = args.resume.parent if args.resume.name == runs.CHECKPOINT and args.resume.is_file() else args.resume
+        return runs.resumed_config(runs.load_state(run_dir).config, given), run_dir
+    dataset = given.get("dataset", "fashion-mnist")
+    if dataset not in DATASETS:  # a path: kept absolute, so that evaluate finds it from any folder
+        given["dataset"] = str(Path(dataset).resolve())
+    config = runs.TrainConfig(**given)
+    if "momentum" in given and config.optimizer not in ("momentum", "nesterov"):
+        raise ValueError(
+            f"--momentum applies to --optimizer momentum or nesterov, not {config.optimizer}: "
+            f"drop --momentum or choose one of those"
+        )
+    name = dataset if dataset in DATASETS else Path(dataset).stem
+    return config, args.out or Path("runs") / f"{config.model}-{name}-seed{config.seed}"
+
+
+# the train command's options that a rank started by --workers is given again
+RANK_OPTIONS = (*TRAIN_OPTIONS, "out", "resume", "data_dir")
+
+
+def _rank_arguments(args) -> list[str]:
+    """The train command line that each rank of ``--workers`` runs: the options given, but ``--workers``."""
+    argv = ["train"]
+    for name in RANK_OPTIONS:
+        value = getattr(args, name)
+        if value is not None:
+            text = "x".join(map(str, value)) if name == "image_size" else str(value)
+            argv.append(f"--{name.replace('_', '-')}={text}")
+    return argv + (["--no-progress"] if args.no_progress else [])
+
+
+def _launch(args) -> int:
+    """``--workers K``: the same training on K ranks, started by ``mpiexec`` on this machine; its exit status."""
+    if distributed.launched():
+        raise ValueError("--workers starts mpiexec itself: leave it out under mpiexec, or run without mpiexec")
+    threads = os.environ.get("OPENBLAS_NUM_THREADS", "1")
+    if not threads.isdigit() or int(threads) < 1:
+        raise ValueError(f"--workers: OPENBLAS_NUM_THREADS must be a count >= 1 (BLAS threads a rank), got {threads!r}")
+    _, run_dir = _train_config(args)  # the options and the run folder checked before MPI starts
+    runs.open_run(run_dir, bool(args.resume))  # a folder that already holds a run is refused here
+    cores, workers = distributed.cores(), args.workers
+    if workers > cores:
+        print(f"handgrad: {workers} ranks on {cores} cores: each rank gets less than a core", file=sys.stderr)
+    rank = [sys.executable, "-m", "handgrad", *_rank_arguments(args)]
+    command = distributed.mpiexec_command(workers, rank, int(threads), oversubscribe=workers > cores)
+    print(shlex.join(command), flush=True)
+    with subprocess.Popen(command) as launched:
+        try:
+            return launched.wait()
+        except KeyboardInterrupt:  # mpiexec had the signal too: it ends every rank
+            launched.wait()
+    print(f"\nhandgrad: interrupted; {_saved(run_dir)}", file=sys.stderr)
+    return 130
 
 
 def _saved(run_dir: Path) -> str:
@@ -448,7 +508,7 @@ def main(argv=None) -> int:
     except BrokenPipeError:  # the reader went away (| head): stop quietly
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
-    except (ValueError, ImportError, OSError) as error:  # CheckpointError, IDXError, ImageError are ValueErrors
+    except (ValueError, ImportError, OSError, distributed.RankFailed) as error:  # CheckpointError... are ValueErrors
         print(f"handgrad: error: {error}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

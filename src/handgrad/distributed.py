@@ -22,11 +22,12 @@ Failures.  An error on one rank must stop every rank, never leave the others wai
 process that exits while others wait in one hangs: MPI's finalisation waits for them).  Two mechanisms:
 
 - Agreement, for the errors the loop catches: every step's gradient ``Allreduce`` carries one more number, the
-  count of ranks that failed, and :meth:`World.agree` (a one-number ``Allreduce``) does the same between steps.
-  A rank that failed enters the collective with its error instead of its result; then every rank learns of it
-  in that same collective, receives the error of the lowest failing rank, and raises it: the same exception
-  type and message on every rank, at the same point, with nothing written half-way.  This costs nothing in a
-  normal step (one more number in a buffer that is sent anyway) and gives one clean message.
+  count of ranks that failed, and :meth:`World.agree` (a one-number ``Allreduce``) does the same between steps,
+  at the end of each :meth:`World.together` block.  A rank that failed enters the collective with its error
+  instead of its result; then every rank learns of it in that same collective, receives the error of the
+  lowest failing rank, and raises it: the same exception type and message on every rank, at the same point,
+  with nothing written half-way.  This costs nothing in a normal step (one more number in a buffer that is
+  sent anyway) and gives one clean message: the guard lets rank 0 report it and ends the others quietly.
 - Abort, for everything else: :meth:`World.guard` wraps a rank's whole run; an exception that did not come
   from an agreement (a failure between agreement points, a bug, a rank alone) is printed by that rank and
   ends the job with ``MPI_Abort``, which makes ``mpiexec`` kill every rank at once.  It needs nothing from the
@@ -145,6 +146,19 @@ class World:
         one, every rank raises the error of the lowest failing rank (a rank that failed raises its own)."""
         self.sum((), error)
 
+    @contextmanager
+    def together(self):
+        """Every rank runs the block; at its end they agree (:meth:`agree`) on the error the block raised on
+        any of them, which every rank then raises.  Around what may fail on one rank alone (reading a file,
+        rank 0's writes) or on every rank at once (a check of the same numbers), so that the failure stops
+        every rank at the same point with one message."""
+        error = None
+        try:
+            yield
+        except Exception as failure:  # noqa: BLE001 (whatever went wrong must reach the other ranks)
+            error = failure
+        self.agree(error)
+
     def average(self, arrays: dict[str, np.ndarray]) -> None:
         """Replace each floating array by its mean over the ranks, in place (batch normalisation's running
         statistics, before a checkpoint)."""
@@ -222,19 +236,29 @@ class MPIWorld(World):
 
     @contextmanager
     def guard(self):
-        """An agreed error propagates on rank 0 (which reports it) and ends the other ranks quietly with status 1;
-        any other error is printed by this rank, which then ends every rank with ``MPI_Abort``."""
+        """An agreed error (or one raised while handling it, such as the loop's own report of a failed step)
+        propagates on rank 0, which reports it and ends with a non-zero status, and ends the other ranks quietly
+        with status 0 (so that the launcher names one failed process, rank 0); any other error is printed by this
+        rank, which then ends every rank with ``MPI_Abort``."""
         try:
             yield
         except BaseException as error:
-            if error is self.failure:
+            if self._agreed(error):
                 if self.root:
                     raise
-                raise SystemExit(1) from None
+                raise SystemExit(0) from None
             if isinstance(error, SystemExit) and error.code in (0, None):
                 raise
             print(f"handgrad: rank {self.rank} of {self.size} failed: {_describe(error)}", file=sys.stderr, flush=True)
             self.comm.Abort(1)
+
+    def _agreed(self, error: BaseException | None) -> bool:
+        """Whether ``error`` is the last agreed failure or was raised while it was being handled."""
+        while error is not None:
+            if error is self.failure:
+                return True
+            error = error.__context__
+        return False
 
 
 def _describe(error: BaseException) -> str:
@@ -328,6 +352,21 @@ class GradientAverage:
                 view.fill(0)
             else:
                 np.multiply(grads[name], weight, out=view)
+
+
+def cores() -> int:
+    """The physical cores this process may run on, the ranks Open MPI places on this machine without
+    ``--oversubscribe`` (one per core: the hardware threads of a core count once).  Linux says which core each
+    processor is (``/sys/devices/system/cpu``); elsewhere every processor counts as a core."""
+    processors = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else range(os.cpu_count() or 1)
+    found = set()
+    for n in processors:
+        topology = Path(f"/sys/devices/system/cpu/cpu{n}/topology")
+        try:
+            found.add(((topology / "physical_package_id").read_text(), (topology / "core_id").read_text()))
+        except OSError:
+            found.add(n)
+    return len(found)
 
 
 def mpiexec_command(workers: int, command: list[str], blas_threads: int = 1, oversubscribe: bool = False) -> list[str]:
