@@ -142,7 +142,7 @@ def fashion_cnn(rng, dtype=np.float32, init="he", input_shape=INPUT_SHAPE, class
 
 
 def fashion_best(rng, dtype=np.float32, init="he", input_shape=INPUT_SHAPE, classes=CLASSES):
-    """fashion-cnn with lighter dropout (0.1, 0.1, 0.3), for training with augmentation, which regularises too."""
+    """fashion-cnn with lighter dropout (0.1, 0.1, 0.3), for training on mirrored images, which regularises too."""
     return fashion_cnn(rng, dtype, init, input_shape, classes, dropout=(0.1, 0.1, 0.3))
 
 
@@ -186,8 +186,8 @@ PRESETS = {
     ),
     "fashion-best": Preset(
         fashion_best,
-        "fashion-cnn with lighter dropout, trained with random crops and flips",
-        {**_BATCH_NORM, "optimizer": "nesterov", "augment": "auto"},
+        "fashion-cnn with lighter dropout, trained longer on mirrored images",
+        {**_BATCH_NORM, "optimizer": "nesterov", "augment": "flip", "epochs": 15},
     ),
 }
 
