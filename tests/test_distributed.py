@@ -32,7 +32,7 @@ def on_ranks(command: list[str], what: str) -> subprocess.CompletedProcess:
     """Run ``command`` on 2 ranks (``--oversubscribe``: a one-core machine runs them too); ``what`` names it."""
     line = distributed.mpiexec_command(RANKS, command, oversubscribe=True)
     try:
-        return subprocess.run(line, capture_output=True, text=True, timeout=HANG_SECONDS)
+        return subprocess.run(line, capture_output=True, text=True, timeout=HANG_SECONDS, check=False)
     except subprocess.TimeoutExpired as hung:
         pytest.fail(f"{what} on {RANKS} ranks was still running after {HANG_SECONDS} s: {hung.stderr!r}")
 
@@ -52,7 +52,9 @@ def ran(scenario: str, folder: Path) -> list[dict]:
 def one_process(code: str, **env) -> dict:
     """Run ``code`` (which prints JSON) in a fresh Python without any MPI launcher's variables."""
     clean = {k: v for k, v in os.environ.items() if k not in distributed.LAUNCHER_VARIABLES} | env
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=clean, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=clean, timeout=60, check=False
+    )
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout)
 
@@ -257,7 +259,9 @@ def test_a_rank_failing_alone_ends_every_rank(tmp_path):
 def test_benchmark_runs_and_prints_its_tables():
     bench = Path(__file__).resolve().parents[1] / "benchmarks" / "distributed_bench.py"
     quick = ["--models", "seed-cnn", "--rounds", "1", "--steps", "1", "--allreduces", "3"]
-    result = subprocess.run([sys.executable, str(bench), *quick], capture_output=True, text=True, timeout=HANG_SECONDS)
+    result = subprocess.run(
+        [sys.executable, str(bench), *quick], capture_output=True, text=True, timeout=HANG_SECONDS, check=False
+    )
     assert result.returncode == 0, result.stderr
     rows = [line.split("|")[1:-1] for line in result.stdout.splitlines() if line.startswith("| ")]
     rates = next(row for row in rows if row[0].strip() == "seed-cnn, 64")

@@ -140,8 +140,9 @@ def test_affine_backward_returns_dx_in_the_inputs_memory_order(rng, order):
 
 @pytest.mark.parametrize("chunk_bytes", [1, 3000])  # one output row at a time; a few, the last chunk shorter
 def test_conv2d_in_chunks_matches_loops(rng, monkeypatch, chunk_bytes):
-    """Columns are built a few output rows at a time; the chunks change nothing."""
+    """Columns too large to keep whole are built a few output rows at a time; the chunks change nothing."""
     monkeypatch.setattr(_scratch, "CHUNK_BYTES", chunk_bytes)
+    monkeypatch.setattr(_scratch, "KEEP_BYTES", 0)
     for _ in range(30):
         g = random_window_config(rng)
         x, w, b = (
@@ -332,3 +333,19 @@ def test_matmul_is_numpys_matmul_for_every_inner_size(rng):
                 np.testing.assert_array_equal(got, want)
                 np.testing.assert_array_equal(out, want)
                 assert got.dtype == want.dtype and got.flags.c_contiguous
+
+
+def test_columns_that_fit_are_built_whole_and_kept_for_the_backward_pass(rng, monkeypatch):
+    """Up to KEEP_BYTES a convolution's columns are one piece, which its backward pass reads again; above it they
+    come in chunks of CHUNK_BYTES and the backward pass builds them again.  Either way, the loops' gradients."""
+    x, w, b = rng.standard_normal((4, 2, 9, 9)), rng.standard_normal((3, 2, 3, 3)), rng.standard_normal(3)
+    dy = rng.uniform(-1, 1, size=(4, 3, 7, 7))
+    want = R.conv2d_backward(dy, x, w, 1, 0)
+    columns = 2 * 9 * 7 * 7 * 4 * 8  # bytes: C*kH*kW rows of H_out*W_out*N float64 values
+    for keep, pieces in [(columns, 1), (columns - 1, None)]:
+        monkeypatch.setattr(_scratch, "KEEP_BYTES", keep)
+        monkeypatch.setattr(_scratch, "CHUNK_BYTES", columns // 3)
+        cache = conv(x, w, b, workspace={})[1]
+        assert (len(cache.chunks) == 1 and cache.columns is not None) if pieces else len(cache.chunks) > 1
+        for got, expected in zip(FC.conv2d_backward(dy, cache), want):
+            assert_close(got, expected, RTOL)

@@ -194,7 +194,13 @@ def test_a_classifier_saves_and_loads_whole_from_one_file(tmp_path, rng):
 def test_each_preset_has_its_own_defaults_and_train_help_shows_them(capsys):
     assert runs.TrainConfig(model="seed-cnn").optimizer == "momentum" and runs.TrainConfig().schedule == "cosine"
     best = runs.TrainConfig(model="fashion-best")
-    assert (best.augment, best.optimizer, best.lr, best.weight_decay, best.epochs) == ("flip", "nesterov", 0.05, 5e-4, 15)
+    assert (best.augment, best.optimizer, best.lr, best.weight_decay, best.epochs) == (
+        "flip",
+        "nesterov",
+        0.05,
+        5e-4,
+        15,
+    )
     assert runs.TrainConfig(model="fashion-best", lr=0.1).lr == 0.1  # given settings win
     with pytest.raises(SystemExit):
         cli.main(["train", "--help"])

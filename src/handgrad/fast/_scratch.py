@@ -23,6 +23,9 @@ import math
 import numpy as np
 
 CHUNK_BYTES = 4 << 20  # temporaries of at most 4 MiB at a time: they stay in cache, and memory stays small
+# A convolution's columns up to this size are built whole instead: its backward pass then reuses them, which
+# saves building them again, more than a few cache misses cost.
+KEEP_BYTES = 16 << 20
 
 
 def scratch(workspace: dict | None, name: str, shape: tuple, dtype) -> np.ndarray:

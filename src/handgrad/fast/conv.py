@@ -27,6 +27,7 @@ from numpy.lib.stride_tricks import as_strided
 
 from .._checks import as_float_array, check_same_shape, check_shape
 from ..shapes import Window
+from . import _scratch
 from ._layout import batch_innermost, to_chwn, to_nchw
 from ._products import matmul
 from ._scratch import chunks, scratch, stamp, untouched, zeroed
@@ -247,7 +248,9 @@ def conv2d_forward(x, w, b, window: Window, groups=1, workspace=None):
     mark = stamp(workspace)
     source = image_rows(x_c, window, rows, dtype, workspace) if rows else x_c
     row = out[1] * n  # columns per output row
-    parts = chunks(out[0], x.shape[1] * w[0, 0].size * row * dtype.itemsize)
+    column_bytes = x.shape[1] * w[0, 0].size * row * dtype.itemsize  # per output row
+    # columns that fit in KEEP_BYTES are built in one piece, which the backward pass reuses; larger ones in chunks
+    parts = [slice(0, out[0])] if out[0] * column_bytes <= _scratch.KEEP_BYTES else chunks(out[0], column_bytes)
     # The bias is the weight of an input that is always 1: Y = [W | B] @ [cols; 1], one product for both
     ones = b is not None and groups == 1
     w2 = np.concatenate([w.reshape(o, -1), b.astype(w.dtype)[:, None]], axis=1) if ones else w.reshape(o, -1)
