@@ -371,3 +371,21 @@ def test_without_the_inputs_gradient_every_parameter_gradient_is_the_same(rng, f
     assert compiled.grads.keys() == want.keys()
     for name, grad in want.items():
         assert_close(compiled.grads[name], grad, RTOL, name, floor=NOISE * max(np.abs(g).max() for g in want.values()))
+
+
+@pytest.mark.parametrize("batch", [1, 40])
+def test_batch_normalisation_folded_or_run_in_inference(rng, batch):
+    """Inference folds the running statistics into the layer before where its weights are fewer than its outputs
+    (many samples), and runs the normalisation after it otherwise (few samples); the formula tier's predictions
+    either way, for an affine and a convolution."""
+    kw = {"dtype": np.float64, "rng": rng}
+    model = Sequential(
+        [Conv2D(2, 3, 3, padding=1, **kw), BatchNorm2D(3, dtype=np.float64), ReLU(), Flatten()]
+        + [Linear(48, 6, **kw), BatchNorm1D(6, dtype=np.float64), Linear(6, 2, **kw)]
+    )
+    for layer in (model[1], model[5]):
+        layer.buffers["running_mean"][:] = rng.standard_normal(layer.num_features)
+        layer.buffers["running_var"][:] = rng.uniform(0.5, 2, layer.num_features)
+        layer.params["weight"][:], layer.params["bias"][:] = rng.standard_normal((2, layer.num_features))
+    x = rng.standard_normal((batch, 2, 4, 4))
+    assert_close(handgrad.compile(model).predict(x), model.predict(x), RTOL, "predict", batch)

@@ -14,6 +14,8 @@ compiled model and its source are one model.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from .. import functional as F
@@ -310,9 +312,11 @@ class BatchNormStep(Step):
 
 
 class NormalizedStep(Step):
-    """A convolution or an affine layer and the batch normalisation after it.  Training runs the two steps; in
-    inference the normalisation, a fixed affine map per output feature, is taken into the layer's weights and bias
-    (:func:`.norm.folded`), so only the layer runs."""
+    """A convolution or an affine layer and the batch normalisation after it.  Training runs the two steps.  In
+    inference the normalisation is a fixed affine map per output feature, taken into the layer's weights and bias
+    (:func:`.norm.folded`) so that only the layer runs, where the weights are fewer than the outputs (a batch of
+    images); where they are more (an affine layer on a few samples), folding them would cost more than the
+    normalisation's pass over the outputs, which then runs."""
 
     def __init__(self, producer: Step, norm: BatchNormStep, axis: int):
         super().__init__(*producer.layers, *norm.layers)
@@ -326,8 +330,11 @@ class NormalizedStep(Step):
         return self.producer.backward(self.norm.backward(dy, owned, True), True, input_grad)
 
     def predict(self, x, owned):
-        params = self.layers[0].params
-        weight, bias = self.norm.folded(params["weight"], params.get("bias"), self.axis)
+        layer = self.layers[0]
+        outputs = math.prod(layer.output_shape(np.shape(x)))
+        if layer.params["weight"].size > outputs:
+            return self.norm.predict(self.producer.predict(x, owned), True)
+        weight, bias = self.norm.folded(layer.params["weight"], layer.params.get("bias"), self.axis)
         return self.producer.predict_with(x, weight, bias)
 
     def output_owned(self, owned):
