@@ -21,6 +21,7 @@ Run:  python benchmarks/bench.py                 (every model at its batch size:
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import os
 import platform
@@ -98,7 +99,7 @@ def mlp(rng, lib=handgrad):
 
 
 def _preset(name):
-    return lambda rng, lib=handgrad: lib.presets.build(name, rng)
+    return lambda rng, lib=handgrad: importlib.import_module(f"{lib.__name__}.presets").build(name, rng)
 
 
 GREY, COLOUR = (1, 28, 28), (3, 32, 32)
