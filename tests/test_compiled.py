@@ -251,42 +251,47 @@ def test_a_subclass_that_computes_otherwise_runs_as_itself(rng):
 
 
 @dataclass
-class _SquareCache:
-    y: np.ndarray  # the output, which the backward pass reads
+class _UnitCache:
+    y: np.ndarray  # the output, which the backward pass reads at every entry
+    norm: np.ndarray
 
 
-class _Square(Layer):
-    """``y = x^2`` keeping its output in a dataclass: ``dx = 2 dy y / x``, read off the kept output."""
+class _Unit(Layer):
+    """Each row scaled to unit length, ``y = x / |x|``, keeping its output in a dataclass:
+    ``dx = (dy - y (y . dy)) / |x|``, which reads the kept output at every entry, those a ReLU after it zeroes
+    included."""
 
     def _forward(self, x):
-        y = x * x
-        return y, _SquareCache(y)
+        norm = np.linalg.norm(x, axis=1, keepdims=True)
+        y = x / norm
+        return y, _UnitCache(y, norm)
 
     def _backward(self, dy, cache, input_grad):
-        return 2 * dy * np.sqrt(cache.y), {}
+        return (dy - cache.y * np.sum(cache.y * dy, axis=1, keepdims=True)) / cache.norm, {}
 
 
 def test_an_array_a_layer_keeps_is_never_written_over(rng, monkeypatch):
     """The in-place hazard: a layer keeps its output in a cache of its own kind, and a ReLU follows.  Writing the
-    ReLU over that output would change the layer's gradient; neither tier does, whatever the size floor."""
+    ReLU over that output would zero the kept entries below 0, and the layer's gradient reads them; neither tier
+    does, whatever the size floor."""
     monkeypatch.setattr(fast_steps, "IN_PLACE_BYTES", 0)
     model = Sequential(
-        [Linear(4, 6, dtype=np.float64, rng=rng), ReLU(), _Square(), ReLU(), Linear(6, 2, rng=rng, dtype=np.float64)]
+        [Linear(4, 6, dtype=np.float64, rng=rng), _Unit(), ReLU(), Linear(6, 2, rng=rng, dtype=np.float64)]
     )
     x = rng.standard_normal((5, 4))
     dy = rng.standard_normal((5, 2))
-    y = model.forward(x)
-    kept = model[2]._cache.y.copy()
-    dx = model.backward(dy)
-    np.testing.assert_array_equal(model[2]._cache.y, kept)
-    h = np.maximum(x @ model[0].params["weight"] + model[0].params["bias"], 0)
-    expected = ((dy @ model[4].params["weight"].T) * (h * h > 0) * 2 * h * (h > 0)) @ model[0].params["weight"].T
-    np.testing.assert_allclose(dx, expected, rtol=1e-12)
+    w0, b0, w3 = model[0].params["weight"], model[0].params["bias"], model[3].params["weight"]
+    h = x @ w0 + b0
+    norm = np.linalg.norm(h, axis=1, keepdims=True)
+    u = h / norm
+    assert (u < 0).any()
+    g = (dy @ w3.T) * (u > 0)
+    expected_dx = ((g - u * np.sum(u * g, axis=1, keepdims=True)) / norm) @ w0.T
 
-    compiled = handgrad.compile(model)
-    np.testing.assert_array_equal(compiled.forward(x), y)
-    np.testing.assert_array_equal(model[2]._cache.y, kept)
-    np.testing.assert_allclose(compiled.backward(dy), dx, rtol=1e-12)
+    for run in (model, handgrad.compile(model)):
+        run.forward(x)
+        np.testing.assert_allclose(model[1]._cache.y, u, rtol=1e-12)
+        np.testing.assert_allclose(run.backward(dy), expected_dx, rtol=1e-12)
 
 
 def test_in_place_steps_write_over_temporaries_only(rng, monkeypatch):
