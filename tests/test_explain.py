@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import shlex
 from itertools import product
 
 import numpy as np
@@ -48,21 +49,36 @@ def test_conv(case):
     assert_every_number_is_the_kernels(explain.conv(*case))
 
 
+POOL_CASES = [
+    ((4, 4), (2, 2), None, 0, "xcorr", None),
+    ((5, 5), (3, 3), 2, 1, "conv", (1, 1)),
+    ((4, 6), (2, 3), 1, 0, "xcorr", (1, 2)),
+    ((5, 5), (2, 2), 1, 0, "conv", (1, 0), 2),
+    ((4, 4), (3, 3), 1, 0, "xcorr", None),
+]
+
+
+@pytest.mark.parametrize(
+    "explainer, case",
+    [(explain.conv, case) for case in CONV_CASES]
+    + [(explain.pool, case) for case in POOL_CASES]
+    + [(explain.conv, ((5, 6), (3, 3), (1, 2), (1, 0), "xcorr", None, (2, 1)))],
+    ids=lambda value: getattr(value, "__name__", str(value)),
+)
+def test_the_command_a_derivation_names_gives_it(explainer, case, capsys):
+    """What the figures and the gallery print under a derivation runs to that same derivation."""
+    result = explainer(*case)
+    assert result.command.startswith("handgrad ")
+    assert cli.main(shlex.split(result.command)[1:]) == 0
+    assert capsys.readouterr().out == result.text() + "\n"
+
+
 def test_conv_every_centre_and_mode():
     for center, mode, stride in product(product(range(3), range(2)), ("xcorr", "conv"), (1, 2)):
         assert explain.conv((4, 4), (3, 2), stride, 1, mode, center).ok
 
 
-@pytest.mark.parametrize(
-    "case",
-    [
-        ((4, 4), (2, 2), None, 0, "xcorr", None),
-        ((5, 5), (3, 3), 2, 1, "conv", (1, 1)),
-        ((4, 6), (2, 3), 1, 0, "xcorr", (1, 2)),
-        ((5, 5), (2, 2), 1, 0, "conv", (1, 0), 2),
-    ],
-    ids=str,
-)
+@pytest.mark.parametrize("case", POOL_CASES, ids=str)
 def test_pool(case):
     assert_every_number_is_the_kernels(explain.pool(*case))
 

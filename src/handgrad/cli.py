@@ -159,12 +159,14 @@ def _parser() -> argparse.ArgumentParser:
     )
     explain.add_argument("--kernel", type=_size(1), help="conv, pool: the kernel or window, kHxkW (default 2x2)")
     explain.add_argument("--output", type=_integer(1, MAX_SIZE), help="linear: output features (default 2)")
-    explain.add_argument("--stride", type=_integer(1, MAX_SIZE))
-    explain.add_argument("--padding", type=_integer(0, MAX_SIZE), default=0)
+    explain.add_argument(
+        "--stride", type=_size(1), help="conv, pool: S or 'h,w' (default 1 for conv, the window for pool)"
+    )
+    explain.add_argument("--padding", type=_size(0), default=0, help="conv, pool: P or 'h,w' (both sides)")
     explain.add_argument("--mode", choices=["xcorr", "conv"], default="xcorr")
     explain.add_argument("--center", type=_size(0), help="the kernel's centre element, as 'h,w' or 'hxw' (default 0,0)")
     explain.add_argument(
-        "--dilation", type=_integer(1, MAX_SIZE), default=1, help="conv, pool: spacing of the kernel's cells (1: none)"
+        "--dilation", type=_size(1), default=1, help="conv, pool: spacing of the kernel's cells, D or 'h,w' (1: none)"
     )
     explain.add_argument("--markdown", action="store_true", help="Markdown with LaTeX formulas instead of text")
     explain.add_argument(

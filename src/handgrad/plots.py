@@ -41,7 +41,7 @@ def curves(metrics: list[dict], plt, test: dict | None = None):
             axis.plot([test["epoch"]], [test[f"test_{key}"]], "*", markersize=12, label="test (once)")
         axis.set_xlabel("epoch")
         axis.set_ylabel(key)
-        axis.xaxis.set_major_locator(MaxNLocator(integer=True))
+        axis.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
         axis.legend()
         axis.grid(alpha=0.3)
     fig.suptitle("training curves")

@@ -161,7 +161,7 @@ def conv(
                 "conv2d_backward",
             ),
         ],
-        command=window_command("conv", input_size, kernel_size, stride, padding, mode, center, dilation),
+        command=window_command("conv", input_size, window, mode, center),
         work=work,
     )
 

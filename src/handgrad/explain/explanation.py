@@ -129,20 +129,30 @@ def times(a, b) -> str:
     return f"{factor(a)}*{factor(b)}"
 
 
-def window_command(layer, input_size, kernel_size, stride, padding, mode, center, dilation) -> str:
-    """The ``handgrad explain conv|pool`` command line that gives this derivation."""
-    text = f"handgrad explain {layer} --input {input_size[0]}x{input_size[1]} --kernel {_size(kernel_size)}"
-    if stride not in (None, 1):
-        text += f" --stride {stride}"
-    if padding:
-        text += f" --padding {padding}"
+def window_command(layer, input_size, window, mode, center) -> str:
+    """The ``handgrad explain conv|pool`` command line that gives this derivation: the options that differ from
+    the command's defaults (stride 1 for conv, the window itself for pool), a pair written ``h,w`` where its two
+    values differ.  Padding that differs before and after has no option; the command then says so."""
+    text = f"handgrad explain {layer} --input {input_size[0]}x{input_size[1]} --kernel {_size(window.kernel)}"
+    if window.stride != ((1, 1) if layer == "conv" else window.kernel):
+        text += f" --stride {_pair(window.stride)}"
+    before, after = zip(*window.padding)
+    if any(before):
+        text += f" --padding {_pair(before)}"
     if mode != "xcorr":
         text += f" --mode {mode}"
     if center is not None:
         text += f" --center {center[0]},{center[1]}"
-    if dilation != 1:
-        text += f" --dilation {dilation}"
+    if window.dilation != (1, 1):
+        text += f" --dilation {_pair(window.dilation)}"
+    if before != after:
+        text += f"  # padding {window.padding} (before, after): the Python API only"
     return text
+
+
+def _pair(value) -> str:
+    """``(a, a)`` as ``a``, ``(a, b)`` as ``a,b``: how the command's options take them."""
+    return str(value[0]) if value[0] == value[1] else f"{value[0]},{value[1]}"
 
 
 def _size(value) -> str:

@@ -101,6 +101,6 @@ def pool(
                 "maxpool2d_backward",
             ),
         ],
-        command=window_command("pool", input_size, kernel_size, stride, padding, mode, center, dilation),
+        command=window_command("pool", input_size, window, mode, center),
         work=work,
     )

@@ -29,7 +29,7 @@ COLOURS = {  # a highlighted cell's fill, with what it means (the legend)
     "used": ("#d0ebff", "used for the cell being worked out"),
     "new": ("#b2f2bb", "being worked out"),
     "winner": ("#ff8787", "the window's maximum"),
-    "centre": ("#dee2e6", "the kernel's centre (0, 0)"),
+    "centre": ("#dee2e6", "the kernel's centre element"),
 }
 OUTLINE = "#d9480f"  # the placed kernel or window, dashed
 FONT = {"number": 9, "note": 6.5, "label": 6.5, "caption": 8, "operator": 10, "title": 8, "heading": 9.5, "top": 11}
