@@ -156,8 +156,8 @@ def test_evaluate_and_plot_limits_must_be_positive(capsys, run, limit):
         (["conv", "--input", "1000x1000"], "each value from 1 to 16, got '1000x1000'"),
         (["softmax", "--input", "17"], "got '17'"),
         (["conv", "--kernel", "0x2"], "argument --kernel"),
-        (["conv", "--stride", "0"], "argument --stride: expected an integer from 1 to 16, got '0'"),
-        (["conv", "--padding", "-1"], "argument --padding: expected an integer from 0 to 16"),
+        (["conv", "--stride", "0"], "argument --stride: expected S or h,w, each value from 1 to 16, got '0'"),
+        (["conv", "--padding", "-1"], "argument --padding: expected P or h,w, each value from 0 to 16"),
         (["linear", "--output", "0"], "argument --output: expected an integer from 1 to 16, got '0'"),
     ],
 )

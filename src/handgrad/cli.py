@@ -160,13 +160,16 @@ def _parser() -> argparse.ArgumentParser:
     explain.add_argument("--kernel", type=_size(1), help="conv, pool: the kernel or window, kHxkW (default 2x2)")
     explain.add_argument("--output", type=_integer(1, MAX_SIZE), help="linear: output features (default 2)")
     explain.add_argument(
-        "--stride", type=_size(1), help="conv, pool: S or 'h,w' (default 1 for conv, the window for pool)"
+        "--stride", type=_size(1, "S or h,w"), help="conv, pool: S or 'h,w' (default 1 for conv, the window for pool)"
     )
-    explain.add_argument("--padding", type=_size(0), default=0, help="conv, pool: P or 'h,w' (both sides)")
+    explain.add_argument("--padding", type=_size(0, "P or h,w"), default=0, help="conv, pool: P or 'h,w' (both sides)")
     explain.add_argument("--mode", choices=["xcorr", "conv"], default="xcorr")
     explain.add_argument("--center", type=_size(0), help="the kernel's centre element, as 'h,w' or 'hxw' (default 0,0)")
     explain.add_argument(
-        "--dilation", type=_size(1), default=1, help="conv, pool: spacing of the kernel's cells, D or 'h,w' (1: none)"
+        "--dilation",
+        type=_size(1, "D or h,w"),
+        default=1,
+        help="conv, pool: spacing of the kernel's cells, D or 'h,w' (1: none)",
     )
     explain.add_argument("--markdown", action="store_true", help="Markdown with LaTeX formulas instead of text")
     explain.add_argument(
@@ -246,9 +249,10 @@ def _integer(least: int, most: int | None = None):
     return parse
 
 
-def _size(least: int):
+def _size(least: int, like: str = "a size like 3x3 or 3"):
     """An argparse type: 'HxW' or 'H,W' -> (H, W), 'K' -> K, each value from ``least`` to ``MAX_SIZE``
-    (explain works numbers out by hand: its output grows with the product of the sizes)."""
+    (explain works numbers out by hand: its output grows with the product of the sizes); ``like`` shows the
+    form in the error."""
 
     def parse(text: str):
         parts = text.replace(",", "x").split("x")
@@ -257,9 +261,7 @@ def _size(least: int):
         except ValueError:
             values = ()
         if len(values) not in (1, 2) or not all(least <= v <= MAX_SIZE for v in values):
-            raise argparse.ArgumentTypeError(
-                f"expected a size like 3x3 or 3, each value from {least} to {MAX_SIZE}, got {text!r}"
-            )
+            raise argparse.ArgumentTypeError(f"expected {like}, each value from {least} to {MAX_SIZE}, got {text!r}")
         return values[0] if len(values) == 1 else values
 
     return parse
