@@ -202,6 +202,14 @@ def test_each_preset_has_its_own_defaults_and_train_help_shows_them(capsys):
         15,
     )
     assert runs.TrainConfig(model="fashion-best", lr=0.1).lr == 0.1  # given settings win
+
+    rng = np.random.default_rng(0)
+    x, y = rng.integers(0, 256, (40, 1, 28, 28), dtype=np.uint8), np.arange(40) % 2
+    model, loss = presets.build("seed-cnn", rng, input_shape=(1, 28, 28), classes=2)
+    quiet = {"epochs": 1, "progress": False, "log": _quiet}
+    assert fit(model, loss, from_arrays(x, y), rng=rng, **quiet).history.rows[0]["lr"] == 0.02  # a model's own
+    preset = fit(model, loss, from_arrays(x, y), rng=rng, model="seed-cnn", **quiet)  # the preset's, by name
+    assert preset.history.rows[0]["lr"] == runs.TrainConfig(model="seed-cnn").lr == 0.05
     with pytest.raises(SystemExit):
         cli.main(["train", "--help"])
     help_text = capsys.readouterr().out

@@ -91,7 +91,8 @@ def test_command_line_train_resume_evaluate_predict(tmp_path, capsys):
     assert "epoch 1/1: train loss" in out and "test accuracy" in out and "Conv2D" in out
 
     assert cli.main(["train", "--resume", str(run), "--epochs", "2", "--no-progress"]) == 0
-    assert "resuming" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "resuming" in out and "done: seed-cnn on fashion-mnist, 2 epochs" in out and "complete" not in out
     rows = [json.loads(line) for line in (run / runs.METRICS).read_text().splitlines()]
     assert [r["epoch"] for r in rows[:2]] == [1, 2] and rows[1]["val_accuracy"] > 0.5 and rows[2]["test_accuracy"] > 0.5
 

@@ -121,12 +121,25 @@ def train(
 
 
 def fit(
-    model, loss, data, config=None, *, rng=None, out=None, resume=False, progress=True, log=print, world=None, **options
+    model,
+    loss,
+    data,
+    /,
+    config=None,
+    *,
+    rng=None,
+    out=None,
+    resume=False,
+    progress=True,
+    log=print,
+    world=None,
+    **options,
 ):
     """Train ``model`` with ``loss`` on ``data`` (a :class:`~handgrad.data.Dataset`); return a :class:`FitResult`.
 
     The settings come from ``config`` (a :class:`~handgrad.runs.TrainConfig`) or as keywords over the defaults
-    (``epochs=3, lr=0.05, val_split=0.1, augment="auto", early_stopping=3, ...``).  ``rng`` is the run's one
+    (``presets.DEFAULTS``, with ``val_split=0.1`` and no early stopping; ``model="seed-cnn"`` and the like take
+    that preset's own).  ``rng`` is the run's one
     generator: pass the one that drew the model's weights (by default one seeded with ``seed`` is made).  With
     ``out``, a folder, the checkpoints, ``best.safetensors`` and the logs are written there, and ``resume=True``
     continues the run in it (given the same model and data; only ``epochs`` may change).  Without ``out``
@@ -153,6 +166,7 @@ def fit(
             config = runs.TrainConfig(**({"model": None, "dataset": None} | given))
     if state is not None and state.history.finished(config.epochs):
         return _complete(world, run_dir, state)
+    resumed_after = state.epoch if state is not None else 0  # the history grows as this session trains
 
     with world.together():  # every rank checks the same data and model; rank 0 alone writes
         rng = np.random.default_rng(config.seed) if rng is None else rng
@@ -274,7 +288,7 @@ def fit(
         logs.close()
     which = f"the best validation epoch, {tested}" if history.best else f"the last epoch, {tested}"
     log(f"test: loss {test_loss:.4f} accuracy {test_accuracy:.4f} on {len(test_y):,} images, the model of {which}")
-    return FitResult(run_dir, history, classifier, time.perf_counter() - began, state.epoch if state else 0)
+    return FitResult(run_dir, history, classifier, time.perf_counter() - began, resumed_after)
 
 
 def _silent(*args):
