@@ -217,6 +217,10 @@ def fit(
         logs = StepLog(run_dir if world.root else None, config.log_every, optimizer.t, line)
     world.broadcast(model_arrays(model), rng)  # every rank starts from rank 0's parameters and generator
 
+    def score(x, y):  # (mean loss, accuracy) of the model as it stands; a non-finite one is refused below
+        with np.errstate(all="ignore"):
+            return evaluate(compiled.eval(), loss, x, y, normalizer, dtype)[:2]
+
     began = time.perf_counter()
     try:
         for epoch in range(history.epoch, config.epochs):
@@ -243,14 +247,19 @@ def fit(
             world.average(model.buffers)  # the ranks' running statistics, before they are evaluated and saved
             row = {"epoch": epoch + 1, "lr": optimizer.lr, "train_loss": train_loss, "train_accuracy": train_accuracy}
             if held:
-                val_loss, val_accuracy = _evaluated(
-                    world, lambda x, y: evaluate(compiled.eval(), loss, x, y, normalizer, dtype)[:2], val_x, val_y
-                )
-                compiled.train()
+                val_loss, val_accuracy = _evaluated(world, score, val_x, val_y)
                 row.update(val_loss=val_loss, val_accuracy=val_accuracy)
+            else:  # nothing held out: the model after the epoch's last update is checked on a batch it trained on
+                probe = train_x[: config.batch_size], train_y[: config.batch_size]
+                after = {
+                    f"loss after the last update, on {len(probe[0])} training images,": _evaluated(
+                        world, score, *probe
+                    )[0]
+                }
+            compiled.train()
             row.update(train_seconds=seconds, images_per_second=len(train_x) / seconds)
             with world.together():  # every rank decides alike; rank 0 alone writes
-                problem = _divergence(model, row)
+                problem = _divergence(model, row if held else {**row, **after})
                 if problem:
                     raise TrainingDiverged(f"after epoch {epoch + 1} {problem}; {last}")
                 history.rows.append(row)
