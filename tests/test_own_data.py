@@ -114,7 +114,7 @@ def test_bad_folders_are_one_clear_error_naming_the_file(tmp_path, damage, messa
 def test_npz_files_of_either_layout_with_or_without_a_test_set(tmp_path, rng):
     x = rng.integers(0, 256, (30, 3, 8, 8), dtype=np.uint8)
     y = np.arange(30) % 3
-    np.savez(tmp_path / "colour.npz", x=x, y=y, classes=np.array(["a", "b", "c"]))
+    np.savez(tmp_path / "colour.npz", x=x, y=y, classes=np.array([b"a", b"b", b"c"]))  # bytes read as text
     data = load(tmp_path / "colour.npz", test_split=0.1)
     assert data.classes == ("a", "b", "c") and data.input_shape == (3, 8, 8) and len(data.test_images) == 3
     np.savez(tmp_path / "grey.npz", x=x[:, :1], y=y, x_test=x[:4, 0], y_test=y[:4] + 1)
@@ -136,6 +136,8 @@ def test_npz_files_of_either_layout_with_or_without_a_test_set(tmp_path, rng):
         ({"x": "x", "y": "y", "classes": "objects"}, r"an array needs pickle, which handgrad never uses"),
         ({"x": "x", "y": "y", "x_test": "x"}, r"expected both x_test and y_test or neither"),
         ({"x": "x", "y": "y"}, r"test split 0.01 of 12 images holds out none"),
+        ({"x": "x", "y": "huge"}, r"labels go up to 10000000, more classes than the 12 images; number them 0 to"),
+        ({"x": "x", "y": "top"}, r"labels go up to 9223372036854775808, more classes than the 12 images"),
     ],
 )
 def test_bad_npz_files_are_one_clear_error_naming_the_file(tmp_path, rng, arrays, message):
@@ -145,6 +147,8 @@ def test_bad_npz_files_are_one_clear_error_naming_the_file(tmp_path, rng, arrays
         "y": np.arange(12) % 3,
         "short": np.arange(11) % 3,
         "zeros": np.zeros(12, np.int64),
+        "huge": np.array([0, 1] * 5 + [1, 10**7]),
+        "top": np.array([0, 1] * 5 + [1, 2**63], dtype=np.uint64),
         "two": np.array(["a", "b"]),
         "objects": np.array(["a", None, "c"], dtype=object),
     }

@@ -43,7 +43,7 @@ def from_arrays(x, y, x_test=None, y_test=None, classes=None, *, test_split=None
         if x_test.shape[1:] != x.shape[1:]:
             raise ValueError(f"{title}: x_test must hold images of x's shape {x.shape[1:]}, got {x_test.shape[1:]}")
     largest = int(max(y.max(), y_test.max()))
-    names = _class_names(classes, largest, title)
+    names = _class_names(classes, largest, len(y) + len(y_test), title)
     return Dataset(title, names, x, y, x_test, y_test, source)
 
 
@@ -67,11 +67,18 @@ def _labels(y, name: str, n: int, title: str) -> np.ndarray:
     return y
 
 
-def _class_names(classes, largest: int, title: str) -> tuple[str, ...]:
+def _class_names(classes, largest: int, images: int, title: str) -> tuple[str, ...]:
+    """The names of classes 0 to K-1: ``classes``, or without them the labels themselves, K the largest + 1 (at
+    most one class per image: more means labels that are not numbered from 0)."""
     if classes is None:
+        if largest >= images:
+            raise ValueError(
+                f"{title}: labels go up to {largest}, more classes than the {images:,} images; number them 0 to "
+                f"K-1, or give classes"
+            )
         names = tuple(str(k) for k in range(largest + 1))
     else:
-        names = tuple(str(c) for c in np.asarray(classes).ravel()) if np.ndim(classes) == 1 else ()
+        names = tuple(_name(c) for c in np.asarray(classes).ravel()) if np.ndim(classes) == 1 else ()
         if not names or len(set(names)) != len(names):
             raise ValueError(f"{title}: classes must be a list of distinct names, got {classes!r:.80}")
         if largest >= len(names):
@@ -81,6 +88,10 @@ def _class_names(classes, largest: int, title: str) -> tuple[str, ...]:
     if len(names) < 2:
         raise ValueError(f"{title}: every label is 0, a single class: a classifier needs at least two")
     return names
+
+
+def _name(value) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def load_npz(path, test_split=None) -> Dataset:
