@@ -211,4 +211,4 @@ def test_handgrad_works_without_torch_and_the_bridge_says_how_to_get_it():
         "    print(error)\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert "needs PyTorch" in out and "pip install 'handgrad[compare]'" in out
+    assert "needs PyTorch" in out and ".venv/bin/pip install -e '.[compare]' (in the handgrad checkout)" in out

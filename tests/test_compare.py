@@ -86,7 +86,9 @@ def test_without_matplotlib_nothing_is_computed(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(handgrad.compare, "compare", lambda *a, **k: pytest.fail("compare ran without matplotlib"))
     out = tmp_path / "cmp"
     assert cli.main(["compare", "--steps", "1", "--out", str(out)]) == 1
-    one_line_error(capsys, "handgrad compare needs matplotlib: pip install 'handgrad[plot]'")
+    one_line_error(
+        capsys, "handgrad compare needs matplotlib: .venv/bin/pip install -e '.[plot]' (in the handgrad checkout)"
+    )
     assert not out.exists()
 
 

@@ -176,7 +176,7 @@ def test_workers_without_mpi_says_how_to_install(tmp_path, monkeypatch, capsys, 
     monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
     argv = ["train", "--workers", "2", "--dataset", str(data), "--out", str(tmp_path / "run")]
     assert cli.main(argv) == 1
-    assert "mpi4py is missing: pip install 'handgrad[mpi]'" in capsys.readouterr().err
+    assert "mpi4py is missing: .venv/bin/pip install -e '.[mpi]' (in the handgrad checkout)" in capsys.readouterr().err
     assert not (tmp_path / "run").exists()
     monkeypatch.setenv("OMPI_COMM_WORLD_SIZE", "2")  # already a rank of mpiexec
     assert cli.main(argv) == 1

@@ -76,16 +76,16 @@ def test_launched_without_mpi4py_says_how_to_install():
         "try: d.world()\nexcept ImportError as e: print(json.dumps(str(e)))"
     )
     message = one_process(code, OMPI_COMM_WORLD_SIZE="2")
-    assert "pip install 'handgrad[mpi]'" in message
+    assert ".venv/bin/pip install -e '.[mpi]' (in the handgrad checkout)" in message
 
 
 def test_launch_command_without_mpi_says_how_to_install(monkeypatch, tmp_path):
     monkeypatch.setattr(sys, "executable", str(tmp_path / "python"))
     monkeypatch.setenv("PATH", str(tmp_path))
-    with pytest.raises(ImportError, match=r"mpiexec is missing: pip install 'handgrad\[mpi\]'"):
+    with pytest.raises(ImportError, match=r"mpiexec is missing: \.venv/bin/pip install -e '\.\[mpi\]'"):
         distributed.mpiexec_command(2, ["true"])
     monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
-    with pytest.raises(ImportError, match=r"mpi4py is missing: pip install 'handgrad\[mpi\]'"):
+    with pytest.raises(ImportError, match=r"mpi4py is missing: \.venv/bin/pip install -e '\.\[mpi\]'"):
         distributed.mpiexec_command(2, ["true"])
 
 

@@ -287,7 +287,10 @@ def test_without_matplotlib_it_says_how_to_install_it(tmp_path, capsys, monkeypa
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib fails
     assert cli.main(["explain", "pool", "--figure", str(tmp_path / "p.png")]) == 1
     printed = capsys.readouterr()
-    assert printed.err == "handgrad: error: handgrad explain needs matplotlib: pip install 'handgrad[plot]'\n"
+    assert (
+        printed.err
+        == "handgrad: error: handgrad explain needs matplotlib: .venv/bin/pip install -e '.[plot]' (in the handgrad checkout)\n"
+    )
     assert not printed.out and not list(tmp_path.iterdir())
 
 

@@ -1,7 +1,7 @@
 """Draw the gallery of derivations: docs/gallery.md and its pictures in docs/gallery/, the tutorials' own
 examples drawn from the numbers ``handgrad explain`` works out and checks against the kernels.
 
-    python docs/gallery/make_gallery.py      # needs matplotlib: pip install 'handgrad[plot]'
+    .venv/bin/python docs/gallery/make_gallery.py   # needs matplotlib: .venv/bin/pip install -e '.[plot]'
 """
 
 from __future__ import annotations

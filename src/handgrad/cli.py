@@ -123,7 +123,7 @@ def _parser() -> argparse.ArgumentParser:
         "--workers",
         type=_integer(1),
         metavar="K",
-        help="train data-parallel on K processes of this machine: starts mpiexec (pip install 'handgrad[mpi]')",
+        help="train data-parallel on K processes of this machine: starts mpiexec (.venv/bin/pip install -e '.[mpi]')",
     )
 
     evaluate = commands.add_parser(

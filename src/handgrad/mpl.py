@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from ._extras import install
+
 
 def pyplot(command: str = "plot"):
     """``matplotlib.pyplot`` on the Agg backend; without matplotlib, an ImportError that says that ``handgrad
@@ -9,7 +11,7 @@ def pyplot(command: str = "plot"):
     try:
         import matplotlib
     except ImportError:
-        raise ImportError(f"handgrad {command} needs matplotlib: pip install 'handgrad[plot]'") from None
+        raise ImportError(f"handgrad {command} needs matplotlib: {install('plot')}") from None
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 

@@ -8,7 +8,7 @@ statistics), layer by layer, on the identities the torch bridge uses (:mod:`hand
 centre, a true convolution or a ``ceil_mode`` becomes padding or cropping of the input, then a plain window
 with the flipped kernel.  docs/onnx.md lists the nodes of each layer.
 
-The ``onnx`` package is optional; this module alone needs it: ``pip install 'handgrad[onnx]'``.
+The ``onnx`` package is optional; this module alone needs it: ``.venv/bin/pip install -e '.[onnx]'`` in the checkout.
 """
 
 from __future__ import annotations
@@ -17,13 +17,15 @@ import json
 
 import numpy as np
 
+from ._extras import install
+
 try:
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 except ImportError:  # pragma: no cover - exercised in a subprocess by the tests
     raise ImportError(
         "handgrad.onnx_export (and handgrad export) needs the onnx package, which handgrad does not install by "
-        "itself: pip install 'handgrad[onnx]'"
+        f"itself: {install('onnx')}"
     ) from None
 
 from . import __version__, plain_window

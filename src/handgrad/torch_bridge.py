@@ -23,13 +23,15 @@ from __future__ import annotations
 
 import numpy as np
 
+from ._extras import install
+
 try:
     import torch
     from torch import nn
 except ImportError:  # pragma: no cover - exercised in a subprocess by the tests
     raise ImportError(
         "handgrad.torch_bridge (and handgrad compare) needs PyTorch, which handgrad does not install by itself: "
-        "pip install 'handgrad[compare]' (PyTorch 2.13.0, CPU is enough, and matplotlib for the plot)"
+        f"{install('compare')}: PyTorch 2.13.0, CPU is enough, and matplotlib for the plot"
     ) from None
 
 from . import layers as L
