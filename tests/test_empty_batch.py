@@ -1,7 +1,7 @@
 """An empty batch (N = 0), one documented behaviour: every layer, in both tiers, passes it on as an empty array of
 the shape ``output_shape`` gives (forward, backward and predict), but for batch normalisation in training, which
 refuses any batch with fewer than two values per channel; every loss refuses it with a ValueError, since there is
-nothing to average."""
+nothing to average.  A classifier gives no probabilities for no images, and refuses to evaluate them."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from cases import CASES
 
 import handgrad
 from handgrad import presets
+from handgrad.data.batches import Normalizer
 from handgrad.layers import AvgPool2D, Conv2D, GlobalAvgPool2D, MaxPool2D
 from handgrad.losses import MSE, CrossEntropy, SoftmaxCrossEntropy
 
@@ -71,3 +72,15 @@ def test_every_preset_in_both_modes(rng, name):
 def test_every_loss_refuses_it(loss, prediction, target):
     with pytest.raises(ValueError, match=r"the batch is empty \(prediction of shape \(0, 3\)\): a loss needs a sample"):
         loss.forward(prediction, target)
+
+
+def test_a_classifier_gives_no_probabilities_for_no_images_and_will_not_average_them(rng):
+    model, loss = presets.build("seed-cnn", rng)
+    pixels = rng.integers(0, 256, (8, 28, 28), dtype=np.uint8)
+    classifier = handgrad.Classifier(
+        model, loss, Normalizer.fit(pixels, "standard"), [str(k) for k in range(10)], (1, 28, 28)
+    )
+    none = pixels[:0]
+    assert classifier.probabilities(none).shape == (0, 10) and classifier.predict(none).shape == (0,)
+    with pytest.raises(ValueError, match=r"evaluate: no images; the mean loss and accuracy of an empty set"):
+        classifier.evaluate(none, np.zeros(0, dtype=int))

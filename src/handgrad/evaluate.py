@@ -15,14 +15,18 @@ EVAL_BATCH = 500
 
 def probabilities(model, loss, images: np.ndarray, normalizer, dtype, batch_size: int = EVAL_BATCH) -> np.ndarray:
     """Class probabilities (N, K) for uint8 images (N, H, W): the softmax of the logits of a model trained with
-    :class:`~handgrad.losses.SoftmaxCrossEntropy`, the output itself of a model that ends in a softmax."""
-    outputs = [model.predict(normalizer(images[i : i + batch_size], dtype)) for i in range(0, len(images), batch_size)]
+    :class:`~handgrad.losses.SoftmaxCrossEntropy`, the output itself of a model that ends in a softmax.  No images
+    give (0, K), as an empty batch does."""
+    starts = range(0, max(len(images), 1), batch_size)
+    outputs = [model.predict(normalizer(images[i : i + batch_size], dtype)) for i in starts]
     out = np.concatenate(outputs)
     return softmax_forward(out)[0] if isinstance(loss, SoftmaxCrossEntropy) else out
 
 
 def evaluate(model, loss, images, labels, normalizer, dtype, batch_size: int = EVAL_BATCH):
-    """``(mean loss, accuracy, predicted labels)`` over a whole set."""
+    """``(mean loss, accuracy, predicted labels)`` over a whole set, of at least one image."""
+    if not len(images):
+        raise ValueError("evaluate: no images; the mean loss and accuracy of an empty set are undefined")
     total, predictions = 0.0, []
     for i in range(0, len(images), batch_size):
         out = model.predict(normalizer(images[i : i + batch_size], dtype))
