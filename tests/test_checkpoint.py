@@ -422,6 +422,8 @@ def test_temporary_files_of_killed_saves_are_removed_by_the_next_save(tmp_path):
     alive.write_bytes(b"")
     impossible = tmp_path / f".{runs.CHECKPOINT}.{2**70}.tmp"
     impossible.write_bytes(b"")
+    stale_best = tmp_path / f".{runs.BEST}.{process.pid}.tmp"  # best.safetensors is not written at every epoch
+    stale_best.write_bytes(b"")
     _run(tmp_path)
-    assert not stale.exists() and not impossible.exists() and alive.exists()
+    assert not stale.exists() and not impossible.exists() and alive.exists() and not stale_best.exists()
     assert runs.load_state(tmp_path).epoch == 1

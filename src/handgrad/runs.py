@@ -225,6 +225,7 @@ def save_state(run_dir, model, loss, optimizer, config, rng, data_meta: dict, hi
     }
     path = Path(run_dir) / CHECKPOINT
     checkpoint.save(path, tensors, meta)
+    checkpoint.remove_stale_temporaries(Path(run_dir) / BEST)  # best.safetensors is written only when it improves
     return path
 
 
