@@ -77,6 +77,9 @@ def test_an_out_that_is_a_file_is_refused_before_the_data_loads(tmp_path, capsys
     assert cli.main(["train", "--out", str(readme), *QUICK]) == 1
     one_line_error(capsys, f"{readme} is a file, not a run folder: choose another --out")
     assert readme.read_text() == "# mine\n"
+    inside = readme / "runs" / "one"  # a folder that cannot be made: a file is in its way
+    assert cli.main(["train", "--out", str(inside), *QUICK]) == 1
+    one_line_error(capsys, f"{inside} cannot be made a run folder: {readme} is a file; choose another --out")
 
 
 def test_resume_accepts_the_checkpoint_file_and_refuses_other_files(tmp_path, capsys, run):

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
@@ -294,6 +295,10 @@ def open_run(run_dir, resume: bool) -> RunState | None:
     if not resume:
         if (run_dir / CHECKPOINT).exists():
             raise FileExistsError(f"{run_dir} already holds a run: continue it with --resume, or choose another --out")
+        above = next(folder for folder in run_dir.absolute().parents if folder.exists())
+        if not run_dir.exists() and not (above.is_dir() and os.access(above, os.W_OK | os.X_OK)):
+            why = "is a file" if not above.is_dir() else "cannot be written (permission denied)"
+            raise ValueError(f"{run_dir} cannot be made a run folder: {above} {why}; choose another --out")
         return None
     return load_state(run_dir)
 
