@@ -325,6 +325,15 @@ def test_a_float64_model_exports_in_double():
     assert_close(y, model.predict(x), 1e-12, "float64", model)
 
 
+def test_a_float64_run_exports_and_says_onnx_runtime_needs_float32(tmp_path, capsys):
+    run, quick = tmp_path / "run", ["--epochs", "1", "--train-limit", "64", "--test-limit", "32", "--no-progress"]
+    assert cli.main(["train", "--dtype", "float64", "--out", str(run), *quick]) == 0
+    capsys.readouterr()
+    assert cli.main(["export", str(run), str(tmp_path / "m.onnx")]) == 0
+    err = capsys.readouterr().err
+    assert err.startswith("note: a float64 graph is valid ONNX") and "train with --dtype float32" in err
+
+
 def test_the_normalizer_makes_the_graph_take_raw_pixels_and_the_classes_go_in_the_metadata(tmp_path):
     rng = np.random.default_rng(7)
     model, _ = presets.build("lenet5", rng)
@@ -473,6 +482,8 @@ def test_export_refuses_to_overwrite_without_force_and_names_what_is_wrong(train
     assert not (tmp_path / "new.onnx").exists()
     assert cli.main(["export", str(trained_run), str(tmp_path / "absent" / "m.onnx")]) == 1
     assert f"the directory {tmp_path / 'absent'} does not exist" in capsys.readouterr().err
+    assert cli.main(["export", str(trained_run), str(tmp_path), "--force"]) == 1
+    assert f"{tmp_path} is a directory; expected the .onnx file to write" in capsys.readouterr().err
 
 
 def test_the_benchmark_runs_and_reports_every_model_and_batch():

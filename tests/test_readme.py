@@ -47,6 +47,7 @@ def test_every_handgrad_command_in_the_readme_is_one_the_command_line_takes():
     bare = [line for block in _blocks("sh") for line in block.splitlines() if line.startswith(("handgrad ", "pip "))]
     assert not bare, f"commands that are not on the PATH after the set-up: {bare}"
 
+
 def test_no_text_installs_handgrad_from_the_package_index():
     """handgrad is installed from its checkout: no document, message or comment says ``pip install 'handgrad[..]'``."""
     texts = [ROOT / "README.md", *ROOT.glob("docs/**/*.md"), *ROOT.glob("docs/**/*.py"), *ROOT.glob("src/**/*.py")]

@@ -475,6 +475,8 @@ def _export(args) -> int:
     from .losses import SoftmaxCrossEntropy
     from .onnx_export import IR_VERSION, OPSET, OUTPUT, PIXELS, export
 
+    if args.out.is_dir():
+        raise IsADirectoryError(f"{args.out} is a directory; expected the .onnx file to write")
     if args.out.exists() and not args.force:
         raise FileExistsError(f"{args.out} exists; give --force to replace it")
     if not args.out.parent.is_dir():
@@ -490,6 +492,12 @@ def _export(args) -> int:
         f"  input '{PIXELS}': uint8 pixels (N, {pixels}), as handgrad predict reads them\n"
         f"  output '{OUTPUT}': {output} of {len(classifier.classes)} classes, named in the metadata ('classes')"
     )
+    if classifier.dtype == np.float64:
+        print(
+            "note: a float64 graph is valid ONNX, but ONNX Runtime's CPU kernels for Conv, AveragePool and Elu take "
+            "float32 only: train with --dtype float32 to run the file there (docs/onnx.md)",
+            file=sys.stderr,
+        )
     return 0
 
 
