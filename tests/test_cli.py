@@ -34,18 +34,23 @@ def _usage_error(capsys, argv, *fragments):
 @pytest.mark.parametrize(
     "options, message",
     [
-        (["--lr", "inf"], "lr must be a finite number > 0, got inf"),
+        (["--lr", "inf"], "--lr must be a finite number > 0, got inf"),
         (["--lr", "1e400"], "lr must be a finite number > 0, got inf"),
         (["--lr", "nan"], "lr must be a finite number > 0, got nan"),
-        (["--weight-decay", "inf"], "weight_decay must be a finite number >= 0, got inf"),
-        (["--schedule", "step", "--gamma", "-1"], "gamma must be a finite number > 0, got -1.0"),
+        (["--weight-decay", "inf"], "--weight-decay must be a finite number >= 0, got inf"),
+        (["--schedule", "step", "--gamma", "-1"], "--gamma must be a finite number > 0, got -1.0"),
         (["--schedule", "step", "--gamma", "0"], "gamma must be a finite number > 0, got 0.0"),
-        (["--optimizer", "momentum", "--momentum", "5"], "momentum must be in [0, 1), got 5.0"),
+        (["--optimizer", "momentum", "--momentum", "5"], "--momentum must be in [0, 1), got 5.0"),
         (
             ["--optimizer", "sgd", "--momentum", "0.5"],
             "--momentum applies to --optimizer momentum or nesterov, not sgd",
         ),
-        (["--val-split", "0", "--early-stopping", "2"], "early_stopping needs validation data: a val_split above 0"),
+        (
+            ["--val-split", "0", "--early-stopping", "2"],
+            "--early-stopping needs validation data: a --val-split above 0",
+        ),
+        (["--early-stopping", "0"], "--early-stopping must be an int >= 1, got 0"),
+        (["--log-every", "0"], "--log-every must be an int >= 1, got 0"),
         (["--val-split", "64"], "--val-split 64 holds out 64 of 64 images, leaving none to train on"),
         (["--dataset", "nowhere"], "dataset '"),
         (["--image-size", "32x32"], "--image-size: for a folder of images or an .npz file, not fashion-mnist"),

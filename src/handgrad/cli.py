@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import shlex
 import subprocess
 import sys
@@ -370,6 +371,19 @@ def _train(args) -> int:
     return 0
 
 
+def _as_options(message: str) -> str:
+    """A configuration's error with the settings it names written as the options that give them
+    (``early_stopping`` as ``--early-stopping``; a one-word name only where it begins the message)."""
+    message = message.removeprefix("TrainConfig: ")
+    for name in TRAIN_OPTIONS:
+        option = "--" + name.replace("_", "-")
+        if "_" in name:
+            message = re.sub(rf"\b{name}\b", option, message)
+        elif message.startswith(f"{name} "):
+            message = option + message[len(name) :]
+    return message
+
+
 def _train_config(args) -> tuple[runs.TrainConfig, Path]:
     """The configuration and run folder that the train command's options give."""
     given = {name: getattr(args, name) for name in TRAIN_OPTIONS if getattr(args, name) is not None}
@@ -381,7 +395,10 @@ def _train_config(args) -> tuple[runs.TrainConfig, Path]:
     dataset = given.get("dataset", "fashion-mnist")
     if dataset not in DATASETS:  # a path: kept absolute, so that evaluate finds it from any folder
         given["dataset"] = str(Path(dataset).resolve())
-    config = runs.TrainConfig(**given)
+    try:
+        config = runs.TrainConfig(**given)
+    except ValueError as error:
+        raise ValueError(_as_options(str(error))) from None
     if "momentum" in given and config.optimizer not in ("momentum", "nesterov"):
         raise ValueError(
             f"--momentum applies to --optimizer momentum or nesterov, not {config.optimizer}: "
