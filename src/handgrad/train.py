@@ -46,6 +46,7 @@ from .data.split import held_out_count, hold_out
 from .describe import describe
 from .evaluate import evaluate
 from .fast import compile as compile_model
+from .fast.head import fused_head
 from .logs import StepLog
 from .optim import make_optimizer, make_schedule
 
@@ -190,7 +191,8 @@ def fit(
         )
 
         # model, optimiser, schedule
-        compiled = compile_model(model)  # the fast tier runs the steps; the model keeps the parameters
+        trained, objective = fused_head(model, loss)  # a softmax layer and cross-entropy: the fused form
+        compiled = compile_model(trained)  # the fast tier runs the steps; the model keeps the parameters
         optimizer = make_optimizer(config.optimizer, model.params, config.lr, config.momentum, config.weight_decay)
         schedule = make_schedule(config.schedule, config.lr, config.epochs, config.step_size, config.gamma)
 
@@ -219,7 +221,7 @@ def fit(
 
     def score(x, y):  # (mean loss, accuracy) of the model as it stands; a non-finite one is refused below
         with np.errstate(all="ignore"):
-            return evaluate(compiled.eval(), loss, x, y, normalizer, dtype)[:2]
+            return evaluate(compiled.eval(), objective, x, y, normalizer, dtype)[:2]
 
     began = time.perf_counter()
     try:
@@ -237,7 +239,15 @@ def fit(
             batches = _batches(world, train_x, train_y, config.batch_size, rng, augmentation, normalizer, dtype)
             try:
                 train_loss, train_accuracy, seconds = _train_epoch(
-                    compiled, loss, optimizer, average, batches, steps, f"epoch {epoch + 1}/{config.epochs}", bar, logs
+                    compiled,
+                    objective,
+                    optimizer,
+                    average,
+                    batches,
+                    steps,
+                    f"epoch {epoch + 1}/{config.epochs}",
+                    bar,
+                    logs,
                 )
             except _NonFiniteLoss as bad:
                 where = f" on rank {bad.rank} of {world.size}" if world.size > 1 else ""

@@ -5,7 +5,7 @@ names.  Its steps (:mod:`.plan`, :mod:`.steps`) keep images in (C, H, W, N) memo
 (:mod:`._layout`), reuse their scratch from step to step (:mod:`._scratch`), and fuse what their layers'
 declarations allow: a convolution of one input channel with the clamp and max-pooling after it as one product
 (:mod:`.conv_pool`), a clamp taken into a max-pooling (:mod:`.pool`), a clamp written over an array the plan
-owns.  The tests hold every step to the formula tier's layers (:mod:`handgrad.functional`).  This package uses
+owns; and the training loop trains a softmax layer with cross-entropy as the fused loss (:mod:`.head`).  The tests hold every step to the formula tier's layers (:mod:`handgrad.functional`).  This package uses
 the formula tier; nothing in the formula tier uses this one.
 """
 
