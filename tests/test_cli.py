@@ -55,6 +55,8 @@ def _usage_error(capsys, argv, *fragments):
         (["--dataset", "nowhere"], "dataset '"),
         (["--image-size", "32x32"], "--image-size: for a folder of images or an .npz file, not fashion-mnist"),
         (["--optimizer", "adam", "--momentum", "0.5"], "--momentum applies to --optimizer momentum or nesterov"),
+        (["--gamma", "0.5"], "--gamma applies to --schedule step, not cosine: drop --gamma or choose it"),
+        (["--schedule", "constant", "--step-size", "2"], "--step-size applies to --schedule step, not constant"),
     ],
 )
 def test_bad_training_settings_are_refused_before_anything_starts(tmp_path, capsys, options, message):

@@ -404,6 +404,10 @@ def _train_config(args) -> tuple[runs.TrainConfig, Path]:
             f"--momentum applies to --optimizer momentum or nesterov, not {config.optimizer}: "
             f"drop --momentum or choose one of those"
         )
+    for name in ("gamma", "step_size"):
+        if name in given and config.schedule != "step":
+            option = "--" + name.replace("_", "-")
+            raise ValueError(f"{option} applies to --schedule step, not {config.schedule}: drop {option} or choose it")
     name = dataset if dataset in DATASETS else Path(dataset).stem
     return config, args.out or Path("runs") / f"{config.model}-{name}-seed{config.seed}"
 
