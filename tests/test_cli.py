@@ -102,6 +102,10 @@ def test_resume_accepts_the_checkpoint_file_and_refuses_other_files(tmp_path, ca
     assert cli.main(["train", "--resume", str(other), "--no-progress"]) == 1
     one_line_error(capsys, str(other))
     assert other.read_text() == "x"
+    best = run / runs.BEST  # a saved model: predict and export take it, evaluate and --resume need the run
+    for command in (["train", "--resume", str(best), "--epochs", "3"], ["evaluate", str(best)]):
+        assert cli.main(command) == 1
+        one_line_error(capsys, f"{best} is a saved model, not a run's checkpoint: give the run's folder")
 
 
 def test_interrupts_say_what_was_saved(tmp_path, capsys, monkeypatch, run):
