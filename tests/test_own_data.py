@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from handgrad import fit, presets
 from handgrad.data import load
 from handgrad.data.split import TEST_SEED, hold_out
 
@@ -166,3 +167,12 @@ def test_not_an_npz_file_and_options_for_other_sources(tmp_path):
         load(tmp_path / "x.npz")
     with pytest.raises(ValueError, match=r"--image-size, --test-split: for a folder of images or an .npz file, not"):
         load("mnist-t10k", image_size=(32, 32), test_split=0.1)
+
+
+def test_images_of_one_grey_level_are_refused_naming_the_file(tmp_path):
+    path = tmp_path / "flat.npz"
+    np.savez(path, x=np.full((20, 28, 28), 7, np.uint8), y=np.arange(20) % 2)
+    model, loss = presets.build("seed-cnn", np.random.default_rng(0), classes=2)
+    with pytest.raises(ValueError, match=r"needs images that are not all one grey level") as error:
+        fit(model, loss, load(path), epochs=1, progress=False, log=lambda *a: None)
+    assert str(error.value).startswith(f"{path}: ")

@@ -182,7 +182,10 @@ def fit(
         held = held_out_count(config.val_split, len(train_x), "--val-split")
         kept, chosen = hold_out(len(train_x), held, np.random.default_rng([VALIDATION_STREAM, config.seed]))
         val_x, val_y, train_x, train_y = train_x[chosen], train_y[chosen], train_x[kept], train_y[kept]
-        normalizer = Normalizer.fit(train_x, config.normalization)
+        try:
+            normalizer = Normalizer.fit(train_x, config.normalization)
+        except ValueError as error:  # images of one grey level: say whose
+            raise ValueError(f"{data.title}: {error}") from None
         augmentation = Augmentation.of(config.augment, data.input_shape[1:], data.flips)
         about = {"normalizer": normalizer, "classes": data.classes, "input_shape": data.input_shape}
         log(
