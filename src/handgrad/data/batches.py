@@ -37,12 +37,12 @@ class Normalizer:
             raise ValueError(f"normalization must be one of {NORMALIZATIONS}, got {kind!r}")
         if kind == "unit":
             return cls()
-        scaled = images.astype(np.float64) / 255
-        if scaled.size == 0 or scaled.std() == 0:
+        if images.size == 0 or images.min() == images.max():  # exact on the pixels (a float std is ~1e-17)
             raise ValueError(
                 f"normalization 'standard' needs images that are not all one grey level, got {images.shape[0]} "
-                f"images of {'one grey level' if scaled.size else 'no pixels'}: use normalization 'unit'"
+                f"images of {'one grey level' if images.size else 'no pixels'}: use normalization 'unit'"
             )
+        scaled = images.astype(np.float64) / 255
         return cls(float(scaled.mean()), float(scaled.std()))
 
     def __call__(self, images: np.ndarray, dtype=np.float32) -> np.ndarray:
