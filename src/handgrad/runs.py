@@ -244,7 +244,7 @@ def load_state(run_dir) -> RunState:
     path = path / CHECKPOINT if path.is_dir() else path
     tensors, meta = checkpoint.load(path)
     missing = [key for key in ("config", "epoch", "rng", "optimizer", "history") if key not in meta]
-    if missing and "model" in meta:  # a classifier's file (best.safetensors, Classifier.save): no run in it
+    if "model" in meta and set(missing) >= {"config", "rng", "optimizer", "history"}:  # a classifier's file
         raise checkpoint.CheckpointError(
             f"{path} is a saved model, not a run's checkpoint: give the run's folder (predict and export take "
             f"this file)"
