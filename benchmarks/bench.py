@@ -36,6 +36,7 @@ import torch
 import handgrad
 from handgrad import torch_bridge as tb
 from handgrad.allocator import keep_freed_memory
+from handgrad.fast.head import fused_head
 from handgrad.optim import SGD
 
 LR = 0.01
@@ -123,20 +124,22 @@ def setup(workload: str, batch: int):
     build, shape, _ = WORKLOADS[workload]
     rng = np.random.default_rng(0)
     source, loss = build(rng)
-    model = handgrad.compile(source)  # handgrad's fast tier, as `handgrad train` runs it
+    model = handgrad.compile(source)  # handgrad's fast tier, as `handgrad predict` runs it
+    trained, objective = fused_head(source, loss)  # as `handgrad train` runs it: a softmax's loss fused
+    trainer = handgrad.compile(trained)
     module = tb.to_torch_module(source)
     inference_module = tb.to_torch_module(source).eval()  # as handgrad's predict: running statistics, no dropout
     x = rng.standard_normal((batch, *shape)).astype(np.float32)
     y = rng.integers(0, 10, size=batch)
-    optimizer = SGD(model.params, LR)
+    optimizer = SGD(trainer.params, LR)
     torch_optimizer = torch.optim.SGD(module.parameters(), lr=LR)
     torch_loss = tb.torch_loss(loss)
     xt, yt = torch.from_numpy(x), torch.from_numpy(y)
 
     def handgrad_train():
-        loss.forward(model.forward(x), y)
-        model.backward(loss.backward(), input_grad=False)  # as PyTorch: the input needs no gradient
-        optimizer.step(model.grads)
+        objective.forward(trainer.forward(x), y)
+        trainer.backward(objective.backward(), input_grad=False)  # as PyTorch: the input needs no gradient
+        optimizer.step(trainer.grads)
 
     def handgrad_infer():
         model.predict(x)  # as under torch.inference_mode: nothing kept for a backward pass
@@ -150,7 +153,7 @@ def setup(workload: str, batch: int):
         with torch.inference_mode():
             inference_module(xt)
 
-    model.train()
+    trainer.train()
     module.train()
     return {
         ("handgrad", "training"): handgrad_train,

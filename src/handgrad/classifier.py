@@ -19,6 +19,7 @@ from .data import Normalizer
 from .describe import describe, rebuild
 from .evaluate import evaluate, probabilities
 from .fast import compile as compile_model
+from .fast.head import fused_head
 
 KEYS = ("model", "input_shape", "normalizer", "classes")  # the metadata of a classifier's file
 
@@ -38,14 +39,16 @@ class Classifier:
     normalizer: Normalizer
     classes: tuple[str, ...]
     input_shape: tuple[int, int, int]  # one image as the model takes it, (C, H, W)
-    compiled: object = field(init=False, repr=False)  # the fast tier that runs the model
+    compiled: object = field(init=False, repr=False)  # the fast tier that runs the model (see objective)
+    objective: object = field(init=False, repr=False)  # the loss it scores with: a softmax's fused on the logits
 
     def __post_init__(self):
         self.classes, self.input_shape = tuple(self.classes), tuple(int(n) for n in self.input_shape)
         outputs = self.model.output_shape((1, *self.input_shape))
         if len(outputs) != 2 or outputs[1] != len(self.classes):
             raise ValueError(f"Classifier: {len(self.classes)} class names for a model whose output is {outputs[1:]}")
-        self.compiled = compile_model(self.model.eval())
+        run, self.objective = fused_head(self.model.eval(), self.loss)
+        self.compiled = compile_model(run)
 
     @property
     def dtype(self) -> np.dtype:
@@ -53,7 +56,7 @@ class Classifier:
 
     def probabilities(self, images: np.ndarray) -> np.ndarray:
         """(N, K): the probability of each class for each image."""
-        return probabilities(self.compiled, self.loss, self._checked(images), self.normalizer, self.dtype)
+        return probabilities(self.compiled, self.objective, self._checked(images), self.normalizer, self.dtype)
 
     def predict(self, images: np.ndarray) -> np.ndarray:
         """(N,): the index of the most probable class of each image (``classes[i]`` names it)."""
@@ -62,7 +65,7 @@ class Classifier:
     def evaluate(self, images: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
         """``(mean loss, accuracy)`` on labelled images."""
         value, accuracy, _ = evaluate(
-            self.compiled, self.loss, self._checked(images), labels, self.normalizer, self.dtype
+            self.compiled, self.objective, self._checked(images), labels, self.normalizer, self.dtype
         )
         return value, accuracy
 

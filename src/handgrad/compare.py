@@ -20,6 +20,7 @@ from ._checks import positive_int
 from .data import Normalizer, batch_indices
 from .data import load as load_dataset
 from .fast import compile as compile_model
+from .fast.head import fused_head
 from .layers import Dropout
 from .model import named_leaves
 from .mpl import pyplot
@@ -119,7 +120,8 @@ def compare(config: CompareConfig, dataset=None, data_dir=None, log=print) -> Co
             f"compare: {config.model} has dropout ({', '.join(dropout)}): PyTorch draws its own masks, so the two "
             f"cannot follow one trajectory; compare a model without dropout"
         )
-    compiled = compile_model(model)  # handgrad's fast tier, as `handgrad train` runs it
+    trained, objective = fused_head(model, loss)  # as `handgrad train` runs it: the fast tier, a softmax's fused
+    compiled = compile_model(trained)
     module = tb.to_torch_module(model)  # the same network with the same initial weights
     optimizer = make_optimizer(config.optimizer, model.params, config.lr, config.momentum, config.weight_decay)
     torch_optimizer = tb.torch_optimizer(optimizer, model, module)
@@ -135,8 +137,8 @@ def compare(config: CompareConfig, dataset=None, data_dir=None, log=print) -> Co
         index = next(batches)
         x, y = normalizer(images[index], dtype), labels[index].astype(np.int64)
 
-        ours = loss.forward(compiled.forward(x), y)
-        compiled.backward(loss.backward(), input_grad=False)
+        ours = objective.forward(compiled.forward(x), y)
+        compiled.backward(objective.backward(), input_grad=False)
         torch_optimizer.zero_grad()
         theirs = torch_loss(module(torch.from_numpy(x)), torch.from_numpy(y))
         theirs.backward()

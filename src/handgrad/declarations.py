@@ -46,6 +46,12 @@ class Logistic:
 
 
 @dataclass(frozen=True)
+class NormalizedExponential:
+    """``Y[n, k] = e^{X[n, k]} / sum_j e^{X[n, j]}`` over the features of (N, K) input (Softmax): the
+    probabilities whose cross-entropy the training loop takes fused on the logits (:mod:`handgrad.fast.head`)."""
+
+
+@dataclass(frozen=True)
 class InvertedDropout:
     """In training ``Y = X * [U >= p] / (1 - p)`` with U drawn uniform in [0, 1) as float32 from the layer's
     ``rng``, one value per element in C order (:func:`handgrad.functional.dropout_forward`); in evaluation the

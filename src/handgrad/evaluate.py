@@ -67,7 +67,7 @@ def evaluate_run(run_dir, data_dir=None, limit=None) -> RunEvaluation:
     data = load_dataset(config.dataset, data_dir, **options)
     images, labels = data.test_images[:limit], data.test_labels[:limit]
     value, _, predictions = evaluate(
-        classifier.compiled, classifier.loss, images, labels, classifier.normalizer, classifier.dtype
+        classifier.compiled, classifier.objective, images, labels, classifier.normalizer, classifier.dtype
     )
     return RunEvaluation(classifier.model, state, data.title, images, labels, value, predictions, len(data.test_labels))
 

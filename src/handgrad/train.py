@@ -214,6 +214,8 @@ def fit(
             runs.write_config(run_dir, config)
         log(f"model: {config.model or type(model).__name__}, {config.optimizer} lr {config.lr:g} {config.schedule}")
         log(model.summary(data.input_shape))
+        if objective is not loss:
+            log(f"loss: {loss!r} after the Softmax layer, taken as {objective!r} on its logits (docs/fast.md)")
         if world.size > 1:
             log(f"data-parallel on {world.size} ranks: each takes its share of every batch of {config.batch_size}")
         average = world.gradient_average(model.params, getattr(loss, "reduction", "mean"))

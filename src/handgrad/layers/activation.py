@@ -6,7 +6,7 @@ import numpy as np
 
 from .. import functional as F
 from .._checks import as_float_array, check_same_shape
-from ..declarations import Clamp, Flattening, InvertedDropout, Logistic
+from ..declarations import Clamp, Flattening, InvertedDropout, Logistic, NormalizedExponential
 from .base import Layer
 
 
@@ -117,6 +117,9 @@ class Tanh(Layer):
 
 class Softmax(Layer):
     """Softmax over the features of (N, K) input; backward through each sample's full Jacobian."""
+
+    def declaration(self):
+        return NormalizedExponential()
 
     def _forward(self, x):
         return F.softmax_forward(x)
