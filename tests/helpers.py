@@ -128,3 +128,12 @@ def one_line_error(capsys, *fragments) -> str:
     for fragment in fragments:
         assert fragment in err, err
     return err
+
+
+def forget_gradients(model) -> None:
+    """Empty every layer's ``grads``: a compiled model shares its layers with the model it was compiled from, so
+    after the model's own backward pass a step that writes no gradient would otherwise show the model's."""
+    from handgrad.model import named_leaves
+
+    for _, layer in named_leaves(model):
+        layer.grads = {}

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 from cases import CASES
-from helpers import assert_close, distinct_values, random_window_config
+from helpers import assert_close, distinct_values, forget_gradients, random_window_config
 from test_reference import random_conv_options
 
 import handgrad
@@ -57,6 +57,7 @@ def assert_same_model(source, x, rng, config=None, rtol=RTOL, training=True):
     predict_x = 0.5 * x
     state, want = _run(source, x, dy, predict_x)
     source.load_state(state)  # buffers and dropout's generator as they were before the formula tier's pass
+    forget_gradients(source)
     given = x.copy(), dy.copy(), predict_x.copy()
     _, got = _run(compiled, x, dy, predict_x)
     for kept, now in zip(given, (x, dy, predict_x)):  # the caller's arrays are never written over
@@ -370,6 +371,7 @@ def test_without_the_inputs_gradient_every_parameter_gradient_is_the_same(rng, f
     assert model.backward(dy, input_grad=False) is None
     want = {k: v.copy() for k, v in model.grads.items()}
     model.load_state(state)
+    forget_gradients(model)
     compiled = handgrad.compile(model)
     compiled.forward(x)
     assert compiled.backward(dy, input_grad=False) is None
@@ -378,19 +380,39 @@ def test_without_the_inputs_gradient_every_parameter_gradient_is_the_same(rng, f
         assert_close(compiled.grads[name], grad, RTOL, name, floor=NOISE * max(np.abs(g).max() for g in want.values()))
 
 
-@pytest.mark.parametrize("batch", [1, 40])
-def test_batch_normalisation_folded_or_run_in_inference(rng, batch):
+@pytest.mark.parametrize("dtype, rtol", [(np.float64, RTOL), (np.float32, 1e-5)])
+@pytest.mark.parametrize("batch", [1, 64])  # 64: both folded (54 and 288 weights, 3,072 and 384 outputs)
+def test_batch_normalisation_folded_or_run_in_inference(rng, batch, dtype, rtol):
     """Inference folds the running statistics into the layer before where its weights are fewer than its outputs
     (many samples), and runs the normalisation after it otherwise (few samples); the formula tier's predictions
-    either way, for an affine and a convolution."""
-    kw = {"dtype": np.float64, "rng": rng}
+    either way, in the model's dtype, for an affine and a convolution."""
+    kw = {"dtype": dtype, "rng": rng}
     model = Sequential(
-        [Conv2D(2, 3, 3, padding=1, **kw), BatchNorm2D(3, dtype=np.float64), ReLU(), Flatten()]
-        + [Linear(48, 6, **kw), BatchNorm1D(6, dtype=np.float64), Linear(6, 2, **kw)]
+        [Conv2D(2, 3, 3, padding=1, **kw), BatchNorm2D(3, dtype=dtype), ReLU(), Flatten()]
+        + [Linear(48, 6, **kw), BatchNorm1D(6, dtype=dtype)]  # last: its folded output is the model's
     )
     for layer in (model[1], model[5]):
         layer.buffers["running_mean"][:] = rng.standard_normal(layer.num_features)
         layer.buffers["running_var"][:] = rng.uniform(0.5, 2, layer.num_features)
         layer.params["weight"][:], layer.params["bias"][:] = rng.standard_normal((2, layer.num_features))
-    x = rng.standard_normal((batch, 2, 4, 4))
-    assert_close(handgrad.compile(model).predict(x), model.predict(x), RTOL, "predict", batch)
+    x = rng.standard_normal((batch, 2, 4, 4)).astype(dtype)
+    got = handgrad.compile(model).predict(x)
+    assert got.dtype == dtype
+    assert_close(got, model.predict(x), rtol, "predict", batch)
+
+
+@pytest.mark.parametrize(
+    "layers",
+    [
+        lambda kw: [Conv2D(2, 3, 3, padding=1, **kw), Residual([Sigmoid(), Conv2D(3, 3, 3, padding=1, **kw)])],
+        lambda kw: [Conv2D(2, 3, 3, padding=1, **kw), Sigmoid(), Sigmoid(), Conv2D(3, 2, 3, **kw)],
+    ],
+    ids=["a residual block's input, which its skip path reads", "a sigmoid's output, which its backward reads"],
+)
+def test_no_step_writes_over_an_array_read_later(rng, monkeypatch, layers):
+    """With the size floor at 0 every step that can write in place does where the plan lets it; steps whose
+    outputs are not 0 or positive (a sigmoid after a convolution, a convolution after a sigmoid) would show
+    it."""
+    monkeypatch.setattr(fast_steps, "IN_PLACE_BYTES", 0)
+    model = Sequential([*layers({"dtype": np.float64, "rng": rng}), Flatten()])
+    assert_same_model(model, rng.standard_normal((2, 2, 5, 5)), rng)

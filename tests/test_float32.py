@@ -81,6 +81,7 @@ def test_the_compiled_model_in_float32_agrees_with_float64(rng, name):
     assert out32.dtype == dx32.dtype == np.float32
     assert_close(out32, out64, 1e-4, f"{name} output")
     assert_close(dx32, dx64, 1e-4, f"{name} dx")
+    assert compiled.grads.keys() == grads64.keys()
     for key, grad in compiled.grads.items():
         assert grad.dtype == np.float32
         assert_close(grad, grads64[key], 1e-4, f"{name} {key}")
