@@ -55,7 +55,7 @@ def _usage_error(capsys, argv, *fragments):
         (["--dataset", "nowhere"], "dataset '"),
         (["--image-size", "32x32"], "--image-size: for a folder of images or an .npz file, not fashion-mnist"),
         (["--optimizer", "adam", "--momentum", "0.5"], "--momentum applies to --optimizer momentum or nesterov"),
-        (["--gamma", "0.5"], "--gamma applies to --schedule step, not cosine: drop --gamma or choose it"),
+        (["--gamma", "0.5"], "--gamma applies to --schedule step, not cosine: drop --gamma or give --schedule step"),
         (["--schedule", "constant", "--step-size", "2"], "--step-size applies to --schedule step, not constant"),
     ],
 )

@@ -407,7 +407,9 @@ def _train_config(args) -> tuple[runs.TrainConfig, Path]:
     for name in ("gamma", "step_size"):
         if name in given and config.schedule != "step":
             option = "--" + name.replace("_", "-")
-            raise ValueError(f"{option} applies to --schedule step, not {config.schedule}: drop {option} or choose it")
+            raise ValueError(
+                f"{option} applies to --schedule step, not {config.schedule}: drop {option} or give --schedule step"
+            )
     name = dataset if dataset in DATASETS else Path(dataset).stem
     return config, args.out or Path("runs") / f"{config.model}-{name}-seed{config.seed}"
 

@@ -58,11 +58,12 @@ def lenet5(rng, dtype=np.float32, init="default", input_shape=INPUT_SHAPE, class
 
 
 def habr_cnn(rng, dtype=np.float32, init="default", input_shape=INPUT_SHAPE, classes=CLASSES):
-    """The tutorial's original network, with its centre elements and its softmax Jacobian.
+    """The tutorial's original network, with its centre elements and its softmax layer.
 
     (1, 28, 28) -> conv 2x2 stride 2, 5 maps, cross-correlation, centre (0, 0) (5, 14, 14) -> ReLU
     -> max-pool 2x2 (5, 7, 7) -> conv 3x3 stride 1, 20 maps, centre (1, 1), padding 1 (20, 7, 7) -> sigmoid
-    -> flatten 980 -> FC 2000 -> sigmoid -> FC 10 -> softmax, and cross-entropy through the softmax Jacobian.
+    -> flatten 980 -> FC 2000 -> sigmoid -> FC 10 -> softmax, and cross-entropy on its probabilities (the layer's
+    backward is the softmax's Jacobian; training takes the pair as the fused loss: handgrad.fast.head).
 
     Padding: the first convolution and the pooling tile 28 -> 14 -> 7 exactly without padding.  The 3x3
     convolution gets padding 1 so that its 7x7 maps keep the size of its input (the output size does not
@@ -177,7 +178,7 @@ PRESETS = {
     "lenet5": Preset(lenet5, "LeNet-5 layout with ReLU and max-pooling"),
     "habr-cnn": Preset(
         habr_cnn,
-        "the tutorial's original network: centres, sigmoids, softmax Jacobian",
+        "the tutorial's original network: centres, sigmoids, a softmax layer",
         {"optimizer": "adam", "lr": 0.002},  # its sigmoids learn slowly with SGD
     ),
     "strided-conv": Preset(strided_conv, "true convolutions with stride 2 and off-origin centres"),

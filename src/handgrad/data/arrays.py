@@ -67,18 +67,18 @@ def _labels(y, name: str, n: int, title: str) -> np.ndarray:
     return y
 
 
-def _class_names(classes, largest: int, images: int, title: str) -> tuple[str, ...]:
+def _class_names(classes, largest: int, image_count: int, title: str) -> tuple[str, ...]:
     """The names of classes 0 to K-1: ``classes``, or without them the labels themselves, K the largest + 1 (at
     most one class per image: more means labels that are not numbered from 0)."""
     if classes is None:
-        if largest >= images:
+        if largest >= image_count:
             raise ValueError(
-                f"{title}: labels go up to {largest}, more classes than the {images:,} images; number them 0 to "
+                f"{title}: labels go up to {largest}, more classes than the {image_count:,} images; number them 0 to "
                 f"K-1, or give classes"
             )
         names = tuple(str(k) for k in range(largest + 1))
     else:
-        names = tuple(_name(c) for c in np.asarray(classes).ravel()) if np.ndim(classes) == 1 else ()
+        names = tuple(_name(c, title) for c in np.asarray(classes).ravel()) if np.ndim(classes) == 1 else ()
         if not names or len(set(names)) != len(names):
             raise ValueError(f"{title}: classes must be a list of distinct names, got {classes!r:.80}")
         if largest >= len(names):
@@ -90,8 +90,14 @@ def _class_names(classes, largest: int, images: int, title: str) -> tuple[str, .
     return names
 
 
-def _name(value) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
+def _name(value, title: str) -> str:
+    """A class name: text as it is, bytes read as UTF-8."""
+    if not isinstance(value, bytes):
+        return str(value)
+    try:
+        return value.decode()
+    except UnicodeDecodeError:
+        raise ValueError(f"{title}: class name {bytes(value)!r} is not UTF-8 text") from None
 
 
 def load_npz(path, test_split=None) -> Dataset:
