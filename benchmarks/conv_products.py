@@ -6,10 +6,11 @@ columns of R = 9C rows and P = N*H*W columns (docs/conv.md):
 
     Y = W · X   (K, P)      dWᵀ = X · dYᵀ   (R, K)      dX_columns = Wᵀ · dY   (R, P)
 
-Here they run on ready random columns (no im2col, no col2im, no bias, no activation), in the orientations
-handgrad's kernels use (dW with the longer side, R, as rows: handgrad.fast.conv); PyTorch runs ``conv2d`` forward and ``backward`` for the weight and the input on NCHW
-tensors, everything included.  Where the products alone are slower than PyTorch's whole convolution, no
-layout, fusion or ordering of NumPy calls can bring handgrad's convolution level with it.
+Here they run on ready random columns (no im2col, no col2im, no bias, no activation), in the orientations handgrad's
+kernels use (dW with the longer side, R, as rows: handgrad.fast.conv); PyTorch runs ``conv2d`` forward and
+``backward`` for the weight and the input on NCHW tensors, everything included. Where the products alone are slower
+than PyTorch's whole convolution, no layout, fusion or ordering of NumPy calls can bring handgrad's convolution
+level with it.
 
 Run:  python benchmarks/conv_products.py
 """
