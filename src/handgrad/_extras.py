@@ -3,6 +3,6 @@
 from __future__ import annotations
 
 
-def install(extra: str) -> str:
+def install_command(extra: str) -> str:
     """The command that installs ``extra`` (plot, compare, onnx, mpi, tensorboard) beside handgrad."""
     return f".venv/bin/pip install -e '.[{extra}]' (in the handgrad checkout)"

@@ -113,7 +113,7 @@ def _parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     for name, options in TRAIN_OPTIONS.items():
-        train.add_argument("--" + name.replace("_", "-"), dest=name, default=None, **options)
+        train.add_argument(runs.option(name), dest=name, default=None, **options)
     train.add_argument("--out", type=Path, help="run directory (default: runs/MODEL-DATASET-seedSEED)")
     train.add_argument(
         "--resume", type=Path, metavar="RUN", help="continue the run in RUN exactly where its checkpoint left it"
@@ -124,7 +124,7 @@ def _parser() -> argparse.ArgumentParser:
         "--workers",
         type=_integer(1),
         metavar="K",
-        help="train data-parallel on K processes of this machine: starts mpiexec (.venv/bin/pip install -e '.[mpi]')",
+        help=f"train data-parallel on K processes of this machine: starts mpiexec ({distributed.INSTALL})",
     )
 
     evaluate = commands.add_parser(
@@ -376,11 +376,10 @@ def _as_options(message: str) -> str:
     (``early_stopping`` as ``--early-stopping``; a one-word name only where it begins the message)."""
     message = message.removeprefix("TrainConfig: ")
     for name in TRAIN_OPTIONS:
-        option = "--" + name.replace("_", "-")
         if "_" in name:
-            message = re.sub(rf"\b{name}\b", option, message)
+            message = re.sub(rf"\b{name}\b", runs.option(name), message)
         elif message.startswith(f"{name} "):
-            message = option + message[len(name) :]
+            message = runs.option(name) + message[len(name) :]
     return message
 
 
@@ -406,9 +405,9 @@ def _train_config(args) -> tuple[runs.TrainConfig, Path]:
         )
     for name in ("gamma", "step_size"):
         if name in given and config.schedule != "step":
-            option = "--" + name.replace("_", "-")
+            flag = runs.option(name)
             raise ValueError(
-                f"{option} applies to --schedule step, not {config.schedule}: drop {option} or give --schedule step"
+                f"{flag} applies to --schedule step, not {config.schedule}: drop {flag} or give --schedule step"
             )
     name = dataset if dataset in DATASETS else Path(dataset).stem
     return config, args.out or Path("runs") / f"{config.model}-{name}-seed{config.seed}"

@@ -46,10 +46,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ._extras import install
+from ._extras import install_command
 from .model import named_leaves
 
-INSTALL = install("mpi")
+INSTALL = install_command("mpi")
 # Set in every rank's environment by the launchers of Open MPI, MPICH and Intel MPI, and by PMIx (srun --mpi=pmix).
 LAUNCHER_VARIABLES = ("OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_RANK")
 BLAS_THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")

@@ -1,5 +1,5 @@
 """What a run logs while it trains, every ``log_every`` steps: a row of ``steps.csv``, TensorBoard scalars in
-``tensorboard/`` (when the tensorboard package is installed: ``pip install -e '.[tensorboard]'``), and a progress
+``tensorboard/`` (when the tensorboard package is installed: ``.venv/bin/pip install -e '.[tensorboard]'``), and a progress
 line when there is no progress bar (the output goes to a file or a pipe).
 
 ``steps.csv`` has the columns ``step`` (counted over the whole run, from 1), ``epoch``, ``loss`` and ``accuracy``

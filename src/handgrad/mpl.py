@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ._extras import install
+from ._extras import install_command
 
 
 def pyplot(command: str = "plot"):
@@ -11,7 +11,7 @@ def pyplot(command: str = "plot"):
     try:
         import matplotlib
     except ImportError:
-        raise ImportError(f"handgrad {command} needs matplotlib: {install('plot')}") from None
+        raise ImportError(f"handgrad {command} needs matplotlib: {install_command('plot')}") from None
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 

@@ -17,7 +17,7 @@ import json
 
 import numpy as np
 
-from ._extras import install
+from ._extras import install_command
 
 try:
     import onnx
@@ -25,7 +25,7 @@ try:
 except ImportError:  # pragma: no cover - exercised in a subprocess by the tests
     raise ImportError(
         "handgrad.onnx_export (and handgrad export) needs the onnx package, which handgrad does not install by "
-        f"itself: {install('onnx')}"
+        f"itself: {install_command('onnx')}"
     ) from None
 
 from . import __version__, plain_window

@@ -48,6 +48,11 @@ PREFIXES = ("model.", "buffers.", "optimizer.")  # the checkpoint's arrays: para
 TUNED = tuple(presets.DEFAULTS)  # the settings a preset chooses when the configuration leaves them None
 
 
+def option(name: str) -> str:
+    """The command-line option of a setting: ``early_stopping`` is ``--early-stopping``."""
+    return "--" + name.replace("_", "-")
+
+
 @dataclass
 class TrainConfig:
     """Everything that determines a run; saved in its checkpoint so that ``--resume`` needs nothing else.
@@ -317,7 +322,7 @@ def resumed_config(config: TrainConfig, given: dict) -> TrainConfig:
     """A run's own configuration with ``given`` settings, of which only ``epochs`` may differ."""
     changed = sorted(name for name, value in given.items() if name != "epochs" and value != getattr(config, name))
     if changed:
-        flags = ", ".join("--" + name.replace("_", "-") for name in changed)
+        flags = ", ".join(option(name) for name in changed)
         raise ValueError(
             f"--resume continues a run with its own configuration; only --epochs may be given, not {flags}"
         )

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._extras import install
+from ._extras import install_command
 
 try:
     import torch
@@ -31,7 +31,7 @@ try:
 except ImportError:  # pragma: no cover - exercised in a subprocess by the tests
     raise ImportError(
         "handgrad.torch_bridge (and handgrad compare) needs PyTorch, which handgrad does not install by itself: "
-        f"{install('compare')}: PyTorch 2.13.0, CPU is enough, and matplotlib for the plot"
+        f"{install_command('compare')}: PyTorch 2.13.0, CPU is enough, and matplotlib for the plot"
     ) from None
 
 from . import layers as L

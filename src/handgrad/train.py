@@ -261,20 +261,19 @@ def fit(
                 ) from None
             world.average(model.buffers)  # the ranks' running statistics, before they are evaluated and saved
             row = {"epoch": epoch + 1, "lr": optimizer.lr, "train_loss": train_loss, "train_accuracy": train_accuracy}
+            figures = dict(row)  # what must be finite before the epoch's checkpoint
             if held:
                 val_loss, val_accuracy = _evaluated(world, score, val_x, val_y)
                 row.update(val_loss=val_loss, val_accuracy=val_accuracy)
+                figures.update(row)
             else:  # nothing held out: the model after the epoch's last update is checked on a batch it trained on
-                probe = train_x[: config.batch_size], train_y[: config.batch_size]
-                after = {
-                    f"loss after the last update, on {len(probe[0])} training images,": _evaluated(
-                        world, score, *probe
-                    )[0]
-                }
+                probe_x, probe_y = train_x[: config.batch_size], train_y[: config.batch_size]
+                probe_loss = _evaluated(world, score, probe_x, probe_y)[0]
+                figures[f"loss after the last update, on {len(probe_x)} training images,"] = probe_loss
             compiled.train()
             row.update(train_seconds=seconds, images_per_second=len(train_x) / seconds)
             with world.together():  # every rank decides alike; rank 0 alone writes
-                problem = _divergence(model, row if held else {**row, **after})
+                problem = _divergence(model, figures)
                 if problem:
                     raise TrainingDiverged(f"after epoch {epoch + 1} {problem}; {last}")
                 history.rows.append(row)
@@ -377,13 +376,14 @@ def _epoch_line(row: dict, epochs: int, improved: bool) -> str:
     return text + f" | {row['images_per_second']:.0f} images/s"
 
 
-def _divergence(model, row: dict) -> str | None:
-    """What is not finite after an epoch (the last update is taken after the last loss was checked), or None."""
+def _divergence(model, figures: dict) -> str | None:
+    """What is not finite after an epoch (the last update is taken after the last loss was checked), or None.
+    ``figures`` maps what each figure is (a metrics key such as ``val_loss``, or words) to its value."""
     for kind, arrays in (("parameter", model.params), ("running statistic", model.buffers)):
         name = non_finite(arrays)
         if name is not None:
             return f"{kind} {name!r} holds NaN or infinite values"
-    for name, value in row.items():
+    for name, value in figures.items():
         if not np.isfinite(value):
             return f"the {name.replace('_', ' ')} is {value}"
     return None
