@@ -132,12 +132,13 @@ def times(a, b) -> str:
 def window_command(layer, input_size, window, mode, center) -> str:
     """The ``handgrad explain conv|pool`` command line that gives this derivation: the options that differ from
     the command's defaults (stride 1 for conv, the window itself for pool), a pair written ``h,w`` where its two
-    values differ.  Padding that differs before and after has no option; the command then says so."""
+    values differ.  Padding that differs before and after a side has no option: the command leaves it out and
+    says so."""
     text = f"handgrad explain {layer} --input {input_size[0]}x{input_size[1]} --kernel {_size(window.kernel)}"
     if window.stride != ((1, 1) if layer == "conv" else window.kernel):
         text += f" --stride {_pair(window.stride)}"
     before, after = zip(*window.padding)
-    if any(before):
+    if any(before) and before == after:
         text += f" --padding {_pair(before)}"
     if mode != "xcorr":
         text += f" --mode {mode}"
@@ -146,7 +147,8 @@ def window_command(layer, input_size, window, mode, center) -> str:
     if window.dilation != (1, 1):
         text += f" --dilation {_pair(window.dilation)}"
     if before != after:
-        text += f"  # padding {window.padding} (before, after): the Python API only"
+        (top, bottom), (left, right) = window.padding
+        text += f"  # and padding top {top}, bottom {bottom}, left {left}, right {right}: the Python API only"
     return text
 
 
