@@ -1,9 +1,9 @@
 """Data from arrays: NumPy arrays in memory, or an ``.npz`` file of them, checked before anything trains.
 
 An ``.npz`` file holds ``x``, uint8 images (N, H, W) or (N, C, H, W), and ``y``, their integer labels (N,);
-optionally ``x_test`` and ``y_test`` (both or neither), and ``classes``, an array of class names.  Without
-``classes`` the classes are named ``"0"`` to ``"K-1"``, K one more than the largest label.  It is read with
-``allow_pickle=False``: nothing in it can run code.
+optionally ``x_test`` and ``y_test`` (both or neither), and ``classes``, an array of class names (text, or bytes
+read as UTF-8).  Without ``classes`` the classes are named ``"0"`` to ``"K-1"``, K one more than the largest label,
+and K may not exceed the number of images.  It is read with ``allow_pickle=False``: nothing in it can run code.
 """
 
 from __future__ import annotations
@@ -24,7 +24,8 @@ def from_arrays(x, y, x_test=None, y_test=None, classes=None, *, test_split=None
 
     Without ``x_test`` and ``y_test``, ``test_split`` (a fraction or a count, by default ``TEST_SPLIT``) of the
     images is held out as the test set, drawn by a generator seeded with ``TEST_SEED``.  ``classes`` names the
-    classes (by default ``"0"`` to ``"K-1"``, K one more than the largest label).  Errors name ``title``.
+    classes (by default ``"0"`` to ``"K-1"``, K one more than the largest label and at most the number of
+    images).  Errors name ``title``.
     """
     if (x_test is None) != (y_test is None):
         raise ValueError(f"{title}: expected both x_test and y_test or neither, got only one")
