@@ -87,6 +87,10 @@ def test_an_out_that_is_a_file_is_refused_before_the_data_loads(tmp_path, capsys
     inside = readme / "runs" / "one"  # a folder that cannot be made: a file is in its way
     assert cli.main(["train", "--out", str(inside), *QUICK]) == 1
     one_line_error(capsys, f"{inside} cannot be made a run folder: {readme} is a file; choose another --out")
+    monkeypatch.setattr(runs.os, "access", lambda path, mode: False)  # as a folder of someone else's (root may)
+    assert cli.main(["train", "--out", str(tmp_path / "new" / "run"), *QUICK]) == 1
+    one_line_error(capsys, f"cannot be made a run folder: {tmp_path} cannot be written (permission denied)")
+    assert not (tmp_path / "new").exists()
 
 
 def test_resume_accepts_the_checkpoint_file_and_refuses_other_files(tmp_path, capsys, run):
