@@ -15,6 +15,7 @@ import onnxruntime as ort
 import pytest
 from helpers import assert_close
 
+import handgrad
 from handgrad import Sequential, cli, plain_window, presets, runs
 from handgrad import layers as L
 from handgrad.data import Normalizer, load
@@ -331,7 +332,16 @@ def test_a_float64_run_exports_and_says_onnx_runtime_needs_float32(tmp_path, cap
     capsys.readouterr()
     assert cli.main(["export", str(run), str(tmp_path / "m.onnx")]) == 0
     err = capsys.readouterr().err
-    assert err.startswith("note: a float64 graph is valid ONNX") and "train with --dtype float32" in err
+    assert err.startswith("note: a float64 graph is valid ONNX, but ONNX Runtime's CPU kernels for Conv take")
+    assert "train with --dtype float32" in err
+    classifier = handgrad.load(run)  # without a convolution, ONNX Runtime runs it in double: no note
+    mlp = Sequential([L.Flatten(), L.Linear(784, 10, dtype=np.float64)])
+    handgrad.Classifier(mlp, classifier.loss, classifier.normalizer, classifier.classes, (1, 28, 28)).save(
+        tmp_path / "mlp.safetensors"
+    )
+    assert cli.main(["export", str(tmp_path / "mlp.safetensors"), str(tmp_path / "mlp.onnx")]) == 0
+    assert capsys.readouterr().err == ""
+    run_onnx(onnx.load(tmp_path / "mlp.onnx"), np.zeros((2, 28, 28), np.uint8))  # runs in double
 
 
 def test_the_normalizer_makes_the_graph_take_raw_pixels_and_the_classes_go_in_the_metadata(tmp_path):

@@ -492,6 +492,9 @@ def _predict(args) -> int:
     return 0
 
 
+FLOAT32_ONLY = {"Conv", "AveragePool", "Elu"}  # ONNX Runtime's CPU kernels of these take no double
+
+
 def _export(args) -> int:
     from .classifier import load
     from .losses import SoftmaxCrossEntropy
@@ -505,7 +508,7 @@ def _export(args) -> int:
         raise FileNotFoundError(f"{args.out}: the directory {args.out.parent} does not exist")
     classifier = load(args.run)
     shape = classifier.input_shape
-    export(classifier.model, args.out, shape, classifier.normalizer, classifier.classes)
+    proto = export(classifier.model, args.out, shape, classifier.normalizer, classifier.classes)
     logits = isinstance(classifier.loss, SoftmaxCrossEntropy)
     output = "logits (a softmax gives handgrad predict's probabilities)" if logits else "probabilities"
     pixels = ", ".join(map(str, shape[1:] if shape[0] == 1 else shape))
@@ -514,10 +517,11 @@ def _export(args) -> int:
         f"  input '{PIXELS}': uint8 pixels (N, {pixels}), as handgrad predict reads them\n"
         f"  output '{OUTPUT}': {output} of {len(classifier.classes)} classes, named in the metadata ('classes')"
     )
-    if classifier.dtype == np.float64:
+    single = sorted({node.op_type for node in proto.graph.node} & FLOAT32_ONLY)
+    if classifier.dtype == np.float64 and single:
         print(
-            "note: a float64 graph is valid ONNX, but ONNX Runtime's CPU kernels for Conv, AveragePool and Elu take "
-            "float32 only: train with --dtype float32 to run the file there (docs/onnx.md)",
+            f"note: a float64 graph is valid ONNX, but ONNX Runtime's CPU kernels for {', '.join(single)} take "
+            f"float32 only: train with --dtype float32 to run the file there (docs/onnx.md)",
             file=sys.stderr,
         )
     return 0
