@@ -19,6 +19,7 @@ from .data import DATASETS, NORMALIZATIONS, image_files, read_images
 from .data.augment import KINDS as AUGMENTS
 from .explain import EXPLAINERS
 from .init import INITIALIZERS
+from .model import text_table
 from .optim import OPTIMIZERS, SCHEDULES
 from .presets import DEFAULTS, PRESETS
 
@@ -90,9 +91,7 @@ def _defaults_table() -> str:
     """Each model's training settings when the command line does not give them."""
     names = list(DEFAULTS)
     rows = [["model", *names]] + [[name, *map(str, preset.settings().values())] for name, preset in PRESETS.items()]
-    widths = [max(len(row[k]) for row in rows) for k in range(len(rows[0]))]
-    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
-    return "each model's defaults:\n  " + "\n  ".join(lines)
+    return "each model's defaults:\n  " + text_table(rows).replace("\n", "\n  ")
 
 
 class _Parser(argparse.ArgumentParser):

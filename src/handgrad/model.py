@@ -7,6 +7,14 @@ import numpy as np
 from .declarations import Chain
 
 
+def text_table(rows: list, align: str | None = None) -> str:
+    """``rows`` of strings as lines, columns two spaces apart, trailing spaces stripped; ``align`` holds one
+    ``"<"`` (left) or ``">"`` (right) per column (default: all left)."""
+    align = align or "<" * len(rows[0])
+    widths = [max(len(row[k]) for row in rows) for k in range(len(align))]
+    return "\n".join("  ".join(f"{cell:{a}{w}}" for cell, a, w in zip(row, align, widths)).rstrip() for row in rows)
+
+
 def named_leaves(layer, prefix: str = ""):
     """``(name, layer)`` for every layer that is not a container, depth first: ``"3"``, ``"4.body.0"``...
 
@@ -115,9 +123,7 @@ class Sequential:
             total_params, total_flops = total_params + params, total_flops + flops
             rows.append((str(i), type(layer).__name__, str(shape[1:]), f"{params:,}", f"{flops:,}"))
         rows.append(("", "total", "", f"{total_params:,}", f"{total_flops:,}"))
-        widths = [max(len(row[k]) for row in rows) for k in range(5)]
-        align = ("<", "<", "<", ">", ">")
-        return "\n".join("  ".join(f"{cell:{a}{w}}" for cell, a, w in zip(row, align, widths)).rstrip() for row in rows)
+        return text_table(rows, "<<<>>")
 
     def named_children(self):
         return [(str(i), layer) for i, layer in enumerate(self.layers)]

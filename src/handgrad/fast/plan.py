@@ -38,6 +38,7 @@ from ..declarations import (
     MaxPooling,
     Skip,
 )
+from ..model import text_table
 from . import steps as S
 
 COMPUTE = ("forward", "backward", "predict", "_forward", "_backward")
@@ -229,9 +230,7 @@ class CompiledModel:
             total_params, total_flops = total_params + params, total_flops + flops
             rows.append((str(k), _span(names), step.kind, str(shape[1:]), f"{params:,}", f"{flops:,}"))
         rows.append(("", "total", "", "", f"{total_params:,}", f"{total_flops:,}"))
-        widths = [max(len(row[k]) for row in rows) for k in range(6)]
-        align = ("<", "<", "<", "<", ">", ">")
-        return "\n".join("  ".join(f"{c:{a}{w}}" for c, a, w in zip(row, align, widths)).rstrip() for row in rows)
+        return text_table(rows, "<<<<>>")
 
     def __repr__(self) -> str:
         inner = "".join(f"\n  ({_span(names)}): " + repr(step).replace("\n", "\n  ") for names, step in self.steps)
