@@ -104,11 +104,7 @@ class ConvolutionStep(Step):
         self.declared, self.workspace = declared, workspace
 
     def _input(self, x):
-        x = self.layers[0].as_input(x)
-        if self.declared.padding_mode == "zeros":
-            return x, self.declared.window
-        window = self.declared.window  # fill the padding first; the kernel then adds none of its own
-        return F.pad(x, window.padding, self.declared.padding_mode, "Conv2D"), window.without_padding()
+        return F.filled(self.layers[0].as_input(x), self.declared.window, self.declared.padding_mode, "Conv2D")
 
     def forward(self, x, owned):
         params = self.layers[0].params
@@ -134,9 +130,7 @@ class ConvolutionStep(Step):
         cache, size = self._cached()
         dx, dw, db = conv2d_backward(dy, cache, input_grad)
         _set_grads(self.layers[0], dw, db)
-        if dx is not None and self.declared.padding_mode != "zeros":
-            dx = F.pad_backward(dx, self.declared.window.padding, self.declared.padding_mode, size)
-        return dx
+        return F.filled_backward(dx, self.declared.window, self.declared.padding_mode, size)
 
 
 class PoolingStep(Step):

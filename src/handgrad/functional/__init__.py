@@ -37,7 +37,7 @@ from .losses import (
     softmax_cross_entropy_forward,
 )
 from .norm import batchnorm_backward, batchnorm_forward
-from .padding import pad, pad_backward
+from .padding import filled, filled_backward, pad, pad_backward
 from .pool import (
     avgpool2d_backward,
     avgpool2d_forward,
@@ -62,6 +62,8 @@ __all__ = [
     "dropout_forward",
     "elu_backward",
     "elu_forward",
+    "filled",
+    "filled_backward",
     "flatten_backward",
     "flatten_forward",
     "global_avgpool2d_backward",

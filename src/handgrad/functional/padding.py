@@ -72,3 +72,20 @@ def pad_backward(dxp: np.ndarray, sides, mode: str, size: tuple[int, int]) -> np
     p_h = _matrix(size[0], top, bottom, mode, dxp.dtype)
     p_w = _matrix(size[1], left, right, mode, dxp.dtype)
     return p_h.T @ dxp @ p_w
+
+
+def filled(x: np.ndarray, window, mode: str, where: str):
+    """``(Xp, window)`` for a convolution over ``window`` (a :class:`~handgrad.shapes.Window`) whose padding holds
+    ``mode``'s values: for zeros, ``x`` and ``window`` as they are (the convolution pads with zeros itself);
+    otherwise ``x`` with the window's padding filled (:func:`pad`) and the window without padding."""
+    if mode == "zeros":
+        return x, window
+    return pad(x, window.padding, mode, where), window.without_padding()
+
+
+def filled_backward(dxp, window, mode: str, size: tuple[int, int]):
+    """dX from the gradient of :func:`filled`'s Xp: ``dxp`` itself for zeros (or when it is None), otherwise each
+    padded cell's gradient added onto the cell it copied (:func:`pad_backward`)."""
+    if dxp is None or mode == "zeros":
+        return dxp
+    return pad_backward(dxp, window.padding, mode, size)

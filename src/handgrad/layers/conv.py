@@ -85,9 +85,7 @@ class Conv2D(ParamLayer):
                 f"Conv2D: weight must have the window's {window.kernel} kernel, got weight of shape {weight.shape}"
             )
         size = x.shape[2:]
-        if self.padding_mode != "zeros":  # fill the padding first; the convolution then adds none of its own
-            x = F.pad(x, window.padding, self.padding_mode, "Conv2D")
-            window = window.without_padding()
+        x, window = F.filled(x, window, self.padding_mode, "Conv2D")  # the padding's values, when not zeros
         y, cache = F.conv2d_forward(
             x, weight, bias, window.stride, window.padding, window.mode, window.center, window.dilation, self.groups
         )
@@ -96,8 +94,7 @@ class Conv2D(ParamLayer):
     def _backward(self, dy, cache, input_grad):
         cache, size = cache
         dx, dw, db = F.conv2d_backward(dy, cache, input_grad)
-        if dx is not None and self.padding_mode != "zeros":  # each padded cell's gradient to the cell it copied
-            dx = F.pad_backward(dx, self.window.padding, self.padding_mode, size)
+        dx = F.filled_backward(dx, self.window, self.padding_mode, size)
         return dx, ({"weight": dw} if db is None else {"weight": dw, "bias": db})
 
     def extra_repr(self):
