@@ -20,6 +20,7 @@ import numpy as np
 
 from .. import functional as F
 from .._checks import as_float_array, check_same_shape
+from ..layers.residual import check_paths
 from ..shapes import Window
 from ._ufuncs import at_least
 from .conv import conv2d_backward, conv2d_forward
@@ -461,13 +462,7 @@ class ResidualStep(Step):
     def _paths(self, x, run):
         fx, fx_owned = run(self.body, x)
         sx = x if self.projection is None else run(self.projection, x)[0]
-        if np.shape(fx) != np.shape(sx):
-            hint = (
-                ""
-                if self.projection is not None
-                else "; give a projection that maps the input to the body's output shape"
-            )
-            raise ValueError(f"Residual: the body gives shape {np.shape(fx)} but the skip path {np.shape(sx)}{hint}")
+        check_paths(np.shape(fx), np.shape(sx), self.projection is not None)
         return _sum(fx, fx_owned, sx)
 
     def forward(self, x, owned):

@@ -8,6 +8,13 @@ from ..declarations import Skip
 from ..model import Sequential
 
 
+def check_paths(body: tuple, skip: tuple, projected: bool) -> None:
+    """The body's output shape and the skip path's must be one, for their sum."""
+    if body != skip:
+        hint = "" if projected else "; give a projection that maps the input to the body's output shape"
+        raise ValueError(f"Residual: the body gives shape {body} but the skip path {skip}{hint}")
+
+
 class Residual:
     """``y = f(x) + x``, or ``y = f(x) + P(x)`` with a projection P (say a 1x1 Conv2D) where f changes the shape.
 
@@ -74,13 +81,7 @@ class Residual:
         """The two paths' outputs, checked to have one shape."""
         fx = forward(self.body, x)
         sx = x if self.projection is None else forward(self.projection, x)
-        if fx.shape != sx.shape:
-            hint = (
-                ""
-                if self.projection is not None
-                else "; give a projection that maps the input to the body's output shape"
-            )
-            raise ValueError(f"Residual: the body gives shape {fx.shape} but the skip path {sx.shape}{hint}")
+        check_paths(np.shape(fx), np.shape(sx), self.projection is not None)
         return fx + sx
 
     def forward(self, x) -> np.ndarray:
