@@ -387,11 +387,9 @@ class DropoutStep(Step):
         if not layer.training:
             self.cache = None
             return x
-        keep = layer.rng.random(x.shape, dtype=np.float32) >= layer.p if layer.p > 0 else np.ones(x.shape, bool)
-        self.cache = keep = _in_memory_order_of(x, keep)
-        scale = x.dtype.type(0.0 if layer.p == 1 else 1 / (1 - layer.p))
+        self.cache = keep = _in_memory_order_of(x, F.dropout_keep(x.shape, layer.p, layer.rng))
         y = np.multiply(x, keep, out=x if owned and _writable(x) else None)
-        y *= scale
+        y *= x.dtype.type(F.dropout_scale(layer.p))
         return y
 
     def predict(self, x, owned):
@@ -405,7 +403,7 @@ class DropoutStep(Step):
             return dy if owned else dy.copy()
         check_same_shape(dy, self.cache.shape, "dy", "dropout_backward")
         dx = np.multiply(dy, self.cache, out=dy if owned and _writable(dy) else None)
-        dx *= dx.dtype.type(0.0 if layer.p == 1 else 1 / (1 - layer.p))
+        dx *= dx.dtype.type(F.dropout_scale(layer.p))
         return dx
 
     def output_owned(self, owned):

@@ -9,6 +9,8 @@ from . import padding
 from .activation import (
     dropout_backward,
     dropout_forward,
+    dropout_keep,
+    dropout_scale,
     elu_backward,
     elu_forward,
     flatten_backward,
@@ -60,6 +62,8 @@ __all__ = [
     "cross_entropy_forward",
     "dropout_backward",
     "dropout_forward",
+    "dropout_keep",
+    "dropout_scale",
     "elu_backward",
     "elu_forward",
     "filled",

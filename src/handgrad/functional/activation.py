@@ -56,6 +56,17 @@ def elu_backward(dy, cache):
     return np.where(y > 0, dy, dy * (y + alpha))
 
 
+def dropout_keep(shape: tuple, p: float, rng: np.random.Generator) -> np.ndarray:
+    """The mask ``M = [U >= p]`` of ``shape``, U drawn uniform in [0, 1) as float32 from ``rng`` (nothing is drawn
+    for p = 0)."""
+    return rng.random(shape, dtype=np.float32) >= p if p > 0 else np.ones(shape, dtype=bool)
+
+
+def dropout_scale(p: float) -> float:
+    """``1 / (1 - p)``, and 0 for p = 1 (everything dropped)."""
+    return 0.0 if p == 1 else 1 / (1 - p)
+
+
 def dropout_forward(x, p, rng: np.random.Generator):
     """Inverted dropout: ``Y = X * M / (1 - p)`` with ``M ~ Bernoulli(1 - p)`` drawn from ``rng`` (p is the
     probability to drop), so ``E[Y] = X`` and nothing changes at evaluation time.  ``p = 1`` drops everything.
@@ -65,9 +76,7 @@ def dropout_forward(x, p, rng: np.random.Generator):
     x = as_float_array(x, "x", "dropout")
     if not 0 <= p <= 1:
         raise ValueError(f"dropout: p must be a probability in [0, 1], got {p}")
-    keep = rng.random(x.shape, dtype=np.float32) >= p if p > 0 else np.ones(x.shape, dtype=bool)
-    scale = 0.0 if p == 1 else 1 / (1 - p)
-    mask = keep.astype(x.dtype) * x.dtype.type(scale)
+    mask = dropout_keep(x.shape, p, rng).astype(x.dtype) * x.dtype.type(dropout_scale(p))
     return x * mask, mask
 
 
