@@ -80,7 +80,7 @@ def test_a_missing_or_empty_data_dir_is_an_error(tmp_path, capsys, run):
 def test_an_out_that_is_a_file_is_refused_before_the_data_loads(tmp_path, capsys, monkeypatch):
     readme = tmp_path / "README.md"
     readme.write_text("# mine\n")
-    monkeypatch.setattr(train, "load_dataset", lambda *a: pytest.fail("the data was loaded"))
+    monkeypatch.setattr(runs, "load_dataset", lambda *a, **k: pytest.fail("the data was loaded"))
     assert cli.main(["train", "--out", str(readme), *QUICK]) == 1
     one_line_error(capsys, f"{readme} is a file, not a run folder: choose another --out")
     assert readme.read_text() == "# mine\n"
@@ -125,7 +125,7 @@ def test_interrupts_say_what_was_saved(tmp_path, capsys, monkeypatch, run):
 
 
 def test_resuming_a_finished_run_says_it_is_complete(capsys, monkeypatch, run):
-    monkeypatch.setattr(train, "load_dataset", lambda *a: pytest.fail("the data was loaded"))
+    monkeypatch.setattr(runs, "load_dataset", lambda *a, **k: pytest.fail("the data was loaded"))
     before = (run / runs.CHECKPOINT).read_bytes()
     assert cli.main(["train", "--resume", str(run), "--no-progress"]) == 0
     out = capsys.readouterr().out

@@ -54,7 +54,6 @@ def evaluate_run(run_dir, data_dir=None, limit=None) -> RunEvaluation:
     """Load a run's chosen model (in evaluation mode) and the test images of its data (all of them, whatever the
     run's ``test_limit``; ``limit``: the first N), and evaluate it on them."""
     from . import runs
-    from .data import load as load_dataset
 
     if limit is not None:
         positive_int(limit, "limit", "evaluate")
@@ -62,9 +61,7 @@ def evaluate_run(run_dir, data_dir=None, limit=None) -> RunEvaluation:
     config = state.config
     if config.dataset is None:
         raise ValueError(f"{run_dir} was trained by handgrad.fit on data of its own: evaluate it there")
-    size = None if config.image_size is None else tuple(config.image_size)
-    options = {"image_size": size, "channels": config.channels, "test_split": config.test_split}
-    data = load_dataset(config.dataset, data_dir, **options)
+    data = config.load_data(data_dir)
     images, labels = data.test_images[:limit], data.test_labels[:limit]
     value, _, predictions = evaluate(
         classifier.compiled, classifier.objective, images, labels, classifier.normalizer, classifier.dtype

@@ -32,6 +32,7 @@ from pathlib import Path
 from . import checkpoint, presets
 from .classifier import Classifier, file_meta, from_file, model_arrays
 from .data import NORMALIZATIONS, Normalizer
+from .data import load as load_dataset
 from .data.augment import KINDS as AUGMENTS
 from .init import INITIALIZERS
 from .optim import OPTIMIZERS, SCHEDULES, check_gamma, check_momentum, check_rates
@@ -86,6 +87,12 @@ class TrainConfig:
     train_limit: int | None = None  # train on the first N training images only (the validation split included)
     test_limit: int | None = None  # test on the first N test images only
     log_every: int = 100  # steps between rows of steps.csv and progress lines
+
+    def load_data(self, data_dir=None):
+        """The run's dataset (:func:`handgrad.data.load`) as the run reads it: its image size, channels and test
+        split."""
+        size = None if self.image_size is None else tuple(self.image_size)
+        return load_dataset(self.dataset, data_dir, image_size=size, channels=self.channels, test_split=self.test_split)
 
     def __post_init__(self):
         if self.model is not None and self.model not in presets.PRESETS:

@@ -40,7 +40,6 @@ from . import distributed, presets, runs
 from .checkpoint import non_finite
 from .classifier import Classifier, model_arrays, model_dtype
 from .data import DATASETS, Normalizer, batch_indices
-from .data import load as load_dataset
 from .data.augment import Augmentation
 from .data.split import held_out_count, hold_out
 from .describe import describe
@@ -106,9 +105,7 @@ def train(
     for first in (True, False):  # rank 0 first: it may download a named dataset into the cache the others read
         with world.together():  # a file that one rank cannot read stops every rank
             if data is None and world.root == first:
-                size = None if config.image_size is None else tuple(config.image_size)
-                options = {"image_size": size, "channels": config.channels, "test_split": config.test_split}
-                data = load_dataset(config.dataset, data_dir, **options)
+                data = config.load_data(data_dir)
     with world.together():
         data.check()
         if config.dataset not in DATASETS and Path(config.dataset).is_dir():
