@@ -25,6 +25,16 @@ def check_same_shape(dy: np.ndarray, expected: tuple, name: str, where: str) -> 
         raise ValueError(f"{where}: {name} must have shape {tuple(expected)}, got {dy.shape}")
 
 
+def is_int(value) -> bool:
+    """A Python int, and not a bool (which is one)."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def is_number(value) -> bool:
+    """A Python int or float, and not a bool."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
 def positive_int(value, name: str, where: str) -> int:
     """A count such as a channel or feature number: an int >= 1 (not a bool)."""
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:

@@ -46,6 +46,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ._checks import is_int
 from ._extras import install_command
 from .model import named_leaves
 
@@ -377,9 +378,9 @@ def mpiexec_command(workers: int, command: list[str], blas_threads: int = 1, ove
     allow more ranks than cores.  Raises ImportError, saying how to install, without mpi4py or mpiexec."""
     from importlib.util import find_spec
 
-    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+    if not is_int(workers) or workers < 1:
         raise ValueError(f"workers must be an int >= 1, got {workers!r}")
-    if isinstance(blas_threads, bool) or not isinstance(blas_threads, int) or blas_threads < 1:
+    if not is_int(blas_threads) or blas_threads < 1:
         raise ValueError(f"blas_threads must be an int >= 1, got {blas_threads!r}")
     beside = Path(sys.executable).with_name("mpiexec")
     mpiexec = str(beside) if beside.is_file() else shutil.which("mpiexec")

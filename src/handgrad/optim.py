@@ -13,6 +13,8 @@ import math
 
 import numpy as np
 
+from ._checks import is_int, is_number
+
 
 def check_rates(lr: float, weight_decay: float, where: str) -> None:
     """A learning rate must be a finite number > 0 and a weight decay a finite number >= 0."""
@@ -86,10 +88,10 @@ class Optimizer:
             found = meta.get("type") if isinstance(meta, dict) else meta
             raise ValueError(f"optimiser state is for {found!r}, not {name!r}")
         t, lr = meta.get("t"), meta.get("lr")
-        if isinstance(t, bool) or not isinstance(t, int) or t < 0:
+        if not is_int(t) or t < 0:
             raise ValueError(f"optimiser state: step count t must be an int >= 0, got {t!r}")
-        if isinstance(lr, bool) or not isinstance(lr, (int, float)):
-            raise ValueError(f"optimiser state: lr must be a number, got {lr!r}")  # noqa: TRY004 (file contents)
+        if not is_number(lr):
+            raise ValueError(f"optimiser state: lr must be a number, got {lr!r}")
         check_rates(lr, self.weight_decay, f"optimiser state of {name}")
         expected = {f"{slot}.{p}" for slot in self.slots_in_use() for p in self.params} if t else set()
         missing, extra = sorted(expected - set(tensors)), sorted(set(tensors) - expected)

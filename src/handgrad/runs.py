@@ -30,6 +30,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from . import checkpoint, presets
+from ._checks import is_int, is_number
 from .classifier import Classifier, file_meta, from_file, model_arrays
 from .data import NORMALIZATIONS, Normalizer
 from .data import load as load_dataset
@@ -122,10 +123,10 @@ class TrainConfig:
             value, least = getattr(self, name), 0 if name == "seed" else 1
             if value is None and name in optional:
                 continue
-            if not _is_int(value) or value < least:
+            if not is_int(value) or value < least:
                 raise ValueError(f"{name} must be an int >= {least}, got {value!r}")
         size = self.image_size
-        if size is not None and not (isinstance(size, list) and len(size) == 2 and all(_is_int(n) for n in size)):
+        if size is not None and not (isinstance(size, list) and len(size) == 2 and all(is_int(n) for n in size)):
             raise ValueError(f"image_size must be two counts [H, W], got {size!r}")
         if size is not None and min(size) < 1:
             raise ValueError(f"image_size must be two counts [H, W], got {size!r}")
@@ -136,7 +137,7 @@ class TrainConfig:
         if self.early_stopping is not None and not self.val_split:
             raise ValueError("early_stopping needs validation data: a val_split above 0")
         for name in ("lr", "momentum", "weight_decay", "gamma"):
-            if not _is_number(getattr(self, name)):
+            if not is_number(getattr(self, name)):
                 raise ValueError(f"{name} must be a number, got {getattr(self, name)!r}")
         check_rates(self.lr, self.weight_decay, "TrainConfig")
         check_momentum(self.momentum, "TrainConfig")
@@ -149,16 +150,8 @@ class TrainConfig:
         return cls(**values)
 
 
-def _is_int(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_number(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
 def _is_split(value) -> bool:
-    return _is_number(value) and (0 <= value < 1 if isinstance(value, float) else value >= 0)
+    return is_number(value) and (0 <= value < 1 if isinstance(value, float) else value >= 0)
 
 
 def _check_keys(value, keys, what: str) -> None:
@@ -268,7 +261,7 @@ def load_state(run_dir) -> RunState:
         raise checkpoint.CheckpointError(f"{path}: arrays {unknown} are none of {list(PREFIXES)}")
     try:
         config, epoch = TrainConfig.from_dict(meta["config"]), meta["epoch"]
-        if not _is_int(epoch) or not 1 <= epoch <= config.epochs:
+        if not is_int(epoch) or not 1 <= epoch <= config.epochs:
             raise ValueError(f"epoch must be an int in [1, {config.epochs}], got {epoch!r}")
         history = _checked_history(meta["history"], epoch, config)
     except (TypeError, ValueError) as error:
@@ -287,7 +280,7 @@ def _checked_history(value, epoch: int, config: TrainConfig) -> History:
         _check_row(row, columns, f"metrics row {number}")
         if row["epoch"] != number:
             raise ValueError(f"metrics row {number} is for epoch {row['epoch']}")
-    if (best is None) != (not config.val_split) or not (best is None or (_is_int(best) and 1 <= best <= epoch)):
+    if (best is None) != (not config.val_split) or not (best is None or (is_int(best) and 1 <= best <= epoch)):
         raise ValueError(f"best must be an epoch from 1 to {epoch} (None without validation data), got {best!r}")
     if stopped is not None and not isinstance(stopped, str):
         raise ValueError(f"stopped must be a reason or None, got {stopped!r}")
@@ -298,7 +291,7 @@ def _checked_history(value, epoch: int, config: TrainConfig) -> History:
 
 def _check_row(row, columns, what: str) -> None:
     _check_keys(row, columns, what)
-    if not all(_is_number(v) and math.isfinite(v) for v in row.values()):
+    if not all(is_number(v) and math.isfinite(v) for v in row.values()):
         raise ValueError(f"{what} must hold finite numbers, got {row}")
 
 

@@ -8,6 +8,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .._checks import is_number
+
 NORMALIZATIONS = ("unit", "standard")
 
 
@@ -26,7 +28,7 @@ class Normalizer:
     def __post_init__(self):
         for name in ("mean", "std"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            if not is_number(value) or not math.isfinite(value):
                 raise ValueError(f"Normalizer: {name} must be a finite number, got {value!r}")
         if not self.std > 0:
             raise ValueError(f"Normalizer: std must be > 0, got {self.std} (images that are all one grey level?)")

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .._checks import is_number
+
 TEST_SPLIT = 0.2  # the test share of data that has no test set of its own
 TEST_SEED = 0
 
@@ -19,9 +21,9 @@ def held_out_count(split, n: int, option: str) -> int:
     Raises ValueError naming ``option`` for anything else, for a fraction > 0 that rounds to no image, and for a
     split that would leave no image to train on.
     """
-    if isinstance(split, bool) or not isinstance(split, (int, float)):
+    if not is_number(split):
         expected = "a fraction in [0, 1) or a count of images"
-        raise ValueError(f"{option}: expected {expected}, got {split!r}")  # noqa: TRY004 - a setting's value
+        raise ValueError(f"{option}: expected {expected}, got {split!r}")
     if isinstance(split, float):
         if not 0 <= split < 1:
             raise ValueError(f"{option}: a fraction must lie in [0, 1), got {split} (a count is a whole number)")

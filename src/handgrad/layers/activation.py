@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import functional as F
-from .._checks import as_float_array, check_same_shape
+from .._checks import as_float_array, check_same_shape, is_number
 from ..declarations import Clamp, Flattening, InvertedDropout, Logistic, NormalizedExponential
 from .base import Layer
 
@@ -64,7 +64,7 @@ class Dropout(Layer):
 
     def __init__(self, p=0.5, *, rng=None):
         super().__init__()
-        if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0 <= p <= 1:
+        if not is_number(p) or not 0 <= p <= 1:
             raise ValueError(f"Dropout: p must be a probability in [0, 1], got {p!r}")
         self.p = float(p)
         self.rng = np.random.default_rng() if rng is None else rng
