@@ -25,6 +25,11 @@ def check_same_shape(dy: np.ndarray, expected: tuple, name: str, where: str) -> 
         raise ValueError(f"{where}: {name} must have shape {tuple(expected)}, got {dy.shape}")
 
 
+def kind_of(value) -> str:
+    """What a value is, for an error: an array's dtype and shape, or the type's name."""
+    return f"{value.dtype} {value.shape}" if isinstance(value, np.ndarray) else type(value).__name__
+
+
 def is_int(value) -> bool:
     """A Python int, and not a bool (which is one)."""
     return isinstance(value, int) and not isinstance(value, bool)

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from . import checkpoint
+from ._checks import kind_of
 from .data import Normalizer
 from .describe import describe, rebuild
 from .evaluate import evaluate, probabilities
@@ -73,7 +74,7 @@ class Classifier:
         c, h, w = self.input_shape
         pixels = (h, w) if c == 1 else (c, h, w)
         if not isinstance(images, np.ndarray) or images.dtype != np.uint8 or images.shape[1:] != pixels:
-            found = f"{images.dtype} {images.shape}" if isinstance(images, np.ndarray) else type(images).__name__
+            found = kind_of(images)
             shape = ", ".join(map(str, pixels))
             raise ValueError(f"Classifier: images must be uint8 pixels (N, {shape}), got {found}")
         return images

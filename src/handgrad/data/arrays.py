@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .._checks import kind_of
 from .datasets import Dataset
 from .split import TEST_SEED, TEST_SPLIT, held_out_count, hold_out
 
@@ -51,7 +52,7 @@ def from_arrays(x, y, x_test=None, y_test=None, classes=None, *, test_split=None
 def _images(x, name: str, title: str) -> np.ndarray:
     """uint8 (N, H, W) or (N, C, H, W) of at least one image; (N, 1, H, W) becomes (N, H, W)."""
     if not isinstance(x, np.ndarray) or x.dtype != np.uint8 or x.ndim not in (3, 4) or not len(x):
-        found = f"{x.dtype} {x.shape}" if isinstance(x, np.ndarray) else type(x).__name__
+        found = kind_of(x)
         raise ValueError(
             f"{title}: {name} must be uint8 pixels (N, H, W) or (N, C, H, W) of at least one image, got {found} "
             f"(convert images in [0, 1] with (x * 255).round().astype(np.uint8))"
@@ -61,7 +62,7 @@ def _images(x, name: str, title: str) -> np.ndarray:
 
 def _labels(y, name: str, n: int, title: str) -> np.ndarray:
     if not isinstance(y, np.ndarray) or y.dtype.kind not in "iu" or y.shape != (n,):
-        found = f"{y.dtype} {y.shape}" if isinstance(y, np.ndarray) else type(y).__name__
+        found = kind_of(y)
         raise ValueError(f"{title}: {name} must be integer labels ({n},), one per image, got {found}")
     if y.min() < 0:
         raise ValueError(f"{title}: {name} must hold labels >= 0, got {y.min()}")

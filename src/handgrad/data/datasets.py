@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .._checks import kind_of
 from .idx import read_images_and_labels
 
 ROLES = ("train_images", "train_labels", "test_images", "test_labels")
@@ -70,16 +71,16 @@ class Dataset:
             raise ValueError(f"{where}: expected at least two classes, got {list(self.classes)}")
         pixels = self.train_images.shape[1:] if isinstance(self.train_images, np.ndarray) else ()
         if len(pixels) not in (2, 3):
-            found = _kind(self.train_images)
+            found = kind_of(self.train_images)
             raise ValueError(f"{where}: train_images must be uint8 (N, H, W) or (N, C, H, W), got {found}")
         for split in ("train", "test"):
             images, labels = getattr(self, f"{split}_images"), getattr(self, f"{split}_labels")
             if not _is_array(images, "u", (len(images), *pixels)) or images.dtype != np.uint8:
                 shape = f"(N, {', '.join(map(str, pixels))})"
-                raise ValueError(f"{where}: {split}_images must be uint8 {shape}, got {_kind(images)}")
+                raise ValueError(f"{where}: {split}_images must be uint8 {shape}, got {kind_of(images)}")
             if not _is_array(labels, "iu", (len(images),)):
                 expected = f"integers ({len(images)},), one per image"
-                raise ValueError(f"{where}: {split}_labels must be {expected}, got {_kind(labels)}")
+                raise ValueError(f"{where}: {split}_labels must be {expected}, got {kind_of(labels)}")
             if len(labels) == 0:
                 raise ValueError(f"{where}: no {split} images")
             if labels.min() < 0 or labels.max() >= k:
@@ -89,10 +90,6 @@ class Dataset:
 
 def _is_array(value, kinds: str, shape: tuple) -> bool:
     return isinstance(value, np.ndarray) and value.dtype.kind in kinds and value.shape == shape
-
-
-def _kind(value) -> str:
-    return f"{value.dtype} {value.shape}" if isinstance(value, np.ndarray) else type(value).__name__
 
 
 _MNIST_FILES = {
