@@ -92,6 +92,23 @@ def model_arrays(model) -> dict[str, np.ndarray]:
     return {**params, **{f"buffers.{k}": v for k, v in model.buffers.items()}}
 
 
+def checked_weights(model, tensors: dict, where) -> tuple[dict, dict]:
+    """``(params, buffers)``: the arrays of ``tensors`` named as :func:`model_arrays` names them, checked against
+    the model's parameters and running statistics (names, shapes, dtypes, finite values) for
+    :func:`copy_weights`."""
+    params, buffers = checkpoint.strip_prefix(tensors, "model."), checkpoint.strip_prefix(tensors, "buffers.")
+    checkpoint.check_params(model.params, params, where)
+    checkpoint.check_params(model.buffers, buffers, f"{where} (running statistics)")
+    return params, buffers
+
+
+def copy_weights(model, weights: tuple[dict, dict], where) -> None:
+    """:func:`checked_weights`'s arrays into the model's own (which cannot fail once they are checked)."""
+    params, buffers = weights
+    checkpoint.copy_params(model.params, params, where)
+    checkpoint.copy_params(model.buffers, buffers, where)
+
+
 def file_meta(model, loss, normalizer, classes, input_shape) -> dict:
     """The metadata that rebuilds a classifier around :func:`model_arrays`."""
     return {
@@ -122,11 +139,7 @@ def from_file(tensors: dict, meta: dict, where) -> Classifier:
         classifier = Classifier(model, loss, Normalizer(**normalizer), classes, shape)
     except (TypeError, ValueError) as error:
         raise checkpoint.CheckpointError(f"{where}: bad metadata ({error})") from None
-    params, buffers = checkpoint.strip_prefix(tensors, "model."), checkpoint.strip_prefix(tensors, "buffers.")
-    checkpoint.check_params(model.params, params, where)
-    checkpoint.check_params(model.buffers, buffers, f"{where} (running statistics)")
-    checkpoint.copy_params(model.params, params, where)
-    checkpoint.copy_params(model.buffers, buffers, where)
+    copy_weights(model, checked_weights(model, tensors, where), where)
     return classifier
 
 

@@ -31,7 +31,7 @@ from pathlib import Path
 
 from . import checkpoint, presets
 from ._checks import is_int, is_number
-from .classifier import Classifier, file_meta, from_file, model_arrays
+from .classifier import Classifier, checked_weights, copy_weights, file_meta, from_file, model_arrays
 from .data import NORMALIZATIONS, Normalizer
 from .data import load as load_dataset
 from .data.augment import KINDS as AUGMENTS
@@ -336,10 +336,7 @@ def restore(state: RunState, model, optimizer=None, rng=None, where="checkpoint"
     scratch generator of ``rng``'s kind, then the optimiser's state, which ``load_state_dict`` itself checks
     before it changes anything.  What follows cannot fail.
     """
-    params = checkpoint.strip_prefix(state.tensors, "model.")
-    buffers = checkpoint.strip_prefix(state.tensors, "buffers.")
-    checkpoint.check_params(model.params, params, where)
-    checkpoint.check_params(model.buffers, buffers, f"{where} (running statistics)")
+    weights = checked_weights(model, state.tensors, where)
     if rng is not None:
         try:
             type(rng.bit_generator)().state = state.meta["rng"]
@@ -352,8 +349,7 @@ def restore(state: RunState, model, optimizer=None, rng=None, where="checkpoint"
             optimizer.load_state_dict(checkpoint.strip_prefix(state.tensors, "optimizer."), state.meta["optimizer"])
         except (ValueError, KeyError, TypeError) as error:
             raise checkpoint.CheckpointError(f"{where}: {error}") from None
-    checkpoint.copy_params(model.params, params, where)  # cannot fail once checked
-    checkpoint.copy_params(model.buffers, buffers, where)
+    copy_weights(model, weights, where)  # cannot fail once checked
     if rng is not None:
         rng.bit_generator.state = state.meta["rng"]
 
