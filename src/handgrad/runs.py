@@ -126,9 +126,9 @@ class TrainConfig:
             if not is_int(value) or value < least:
                 raise ValueError(f"{name} must be an int >= {least}, got {value!r}")
         size = self.image_size
-        if size is not None and not (isinstance(size, list) and len(size) == 2 and all(is_int(n) for n in size)):
-            raise ValueError(f"image_size must be two counts [H, W], got {size!r}")
-        if size is not None and min(size) < 1:
+        if size is not None and not (
+            isinstance(size, list) and len(size) == 2 and all(is_int(n) and n >= 1 for n in size)
+        ):
             raise ValueError(f"image_size must be two counts [H, W], got {size!r}")
         for name in ("val_split", "test_split"):
             value = getattr(self, name)
@@ -222,7 +222,7 @@ def save_state(run_dir, model, loss, optimizer, config, rng, data_meta: dict, hi
     opt_tensors, opt_meta = optimizer.state_dict()
     tensors = {**model_arrays(model), **{f"optimizer.{k}": v for k, v in opt_tensors.items()}}
     meta = {
-        **file_meta(model, loss, data_meta["normalizer"], data_meta["classes"], data_meta["input_shape"]),
+        **file_meta(model, loss, **data_meta),
         "epoch": history.epoch,
         "config": asdict(config),
         "rng": rng.bit_generator.state,
@@ -237,7 +237,7 @@ def save_state(run_dir, model, loss, optimizer, config, rng, data_meta: dict, hi
 
 def save_best(run_dir, model, loss, data_meta: dict, epoch: int) -> Path:
     """Write best.safetensors: the classifier of ``epoch``, the best validation epoch (see :func:`save_state`)."""
-    meta = file_meta(model, loss, data_meta["normalizer"], data_meta["classes"], data_meta["input_shape"])
+    meta = file_meta(model, loss, **data_meta)
     path = Path(run_dir) / BEST
     checkpoint.save(path, model_arrays(model), {**meta, "epoch": epoch})
     return path
