@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from .arrays import from_arrays
-from .images import IMAGE_SUFFIXES, ImageError, read_image
+from .images import ImageError, images_in, read_image
 
 
 def load_folder(path, image_size=None, channels=None, test_split=None):
@@ -55,7 +55,7 @@ def _listing(folder: Path, classes) -> tuple[list[str], list[Path], np.ndarray]:
     every class folder must be one of them."""
     folders = sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
     if not folders:
-        found = "image files but no sub-folders" if _images_in(folder) else "no sub-folders"
+        found = "image files but no sub-folders" if images_in(folder) else "no sub-folders"
         raise ValueError(f"{folder}: expected one sub-folder of images per class, found {found}")
     names = [p.name for p in folders]
     if classes is None:
@@ -67,16 +67,12 @@ def _listing(folder: Path, classes) -> tuple[list[str], list[Path], np.ndarray]:
         raise ValueError(f"{folder}: class folders {unknown} are not among the training classes {classes}")
     files, labels = [], []
     for class_folder in folders:
-        images = _images_in(class_folder)
+        images = images_in(class_folder)
         if not images:
             raise ValueError(f"{class_folder}: an empty class folder: expected PNG or JPEG images in it")
         files += images
         labels += [classes.index(class_folder.name)] * len(images)
     return classes, files, np.array(labels, dtype=np.int64)
-
-
-def _images_in(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
 
 
 def _read(files: list[Path], image_size, channels, like=None) -> np.ndarray:

@@ -56,12 +56,17 @@ class Images:
     notes: list[str] = field(default_factory=list)
 
 
+def images_in(folder: Path) -> list[Path]:
+    """The PNG and JPEG files of a folder (by suffix), sorted by name."""
+    return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+
+
 def image_files(path) -> list[Path]:
     """``[path]`` for a file; the PNG and JPEG files of a folder (by suffix), sorted by name."""
     path = Path(path)
     if not path.is_dir():
         return [path]
-    files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    files = images_in(path)
     if not files:
         raise ImageError(
             path, "a PNG, JPEG or IDX file, or a folder of .png or .jpg files", "a folder without such files"
