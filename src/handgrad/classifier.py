@@ -153,5 +153,5 @@ def load(path) -> Classifier:
         return load_run(path)[0]
     tensors, meta = checkpoint.load(path)
     if "history" in meta:  # a run's checkpoint: the whole run is checked, and its chosen model taken
-        return load_run(path)[0]
+        return load_run(path, (tensors, meta))[0]
     return from_file(tensors, meta, path)

@@ -243,11 +243,12 @@ def save_best(run_dir, model, loss, data_meta: dict, epoch: int) -> Path:
     return path
 
 
-def load_state(run_dir) -> RunState:
-    """Read and check a run's checkpoint (``run_dir`` may also be the checkpoint file itself)."""
+def load_state(run_dir, read=None) -> RunState:
+    """Read and check a run's checkpoint (``run_dir`` may also be the checkpoint file itself); ``read``: the
+    file's ``(tensors, meta)`` when the caller has read it already."""
     path = Path(run_dir)
     path = path / CHECKPOINT if path.is_dir() else path
-    tensors, meta = checkpoint.load(path)
+    tensors, meta = checkpoint.load(path) if read is None else read
     missing = [key for key in ("config", "epoch", "rng", "optimizer", "history") if key not in meta]
     if "model" in meta and set(missing) >= {"config", "rng", "optimizer", "history"}:  # a classifier's file
         raise checkpoint.CheckpointError(
@@ -354,12 +355,13 @@ def restore(state: RunState, model, optimizer=None, rng=None, where="checkpoint"
         rng.bit_generator.state = state.meta["rng"]
 
 
-def load_run(run_dir) -> tuple[Classifier, RunState]:
+def load_run(run_dir, read=None) -> tuple[Classifier, RunState]:
     """``(classifier, state)`` of a run: the model it chose (that of the best validation epoch, or of the last
-    epoch without validation data), in evaluation mode, and the checkpoint's state."""
+    epoch without validation data), in evaluation mode, and the checkpoint's state; ``read`` as for
+    :func:`load_state`."""
     run_dir = Path(run_dir)
     run_dir = run_dir.parent if run_dir.name == CHECKPOINT and run_dir.is_file() else run_dir
-    state = load_state(run_dir)
+    state = load_state(run_dir, read)
     best = state.history.best
     if best is None or best == state.epoch:  # the checkpoint holds the chosen weights
         return state.classifier, state
