@@ -36,7 +36,7 @@ import torch
 import handgrad
 from handgrad import torch_bridge as tb
 from handgrad.allocator import keep_freed_memory
-from handgrad.fast.head import fused_head
+from handgrad.fast.head import compile_with_loss
 from handgrad.optim import SGD
 
 LR = 0.01
@@ -125,8 +125,7 @@ def setup(workload: str, batch: int):
     rng = np.random.default_rng(0)
     source, loss = build(rng)
     model = handgrad.compile(source)  # handgrad's fast tier, as `handgrad predict` runs it
-    trained, objective = fused_head(source, loss)  # as `handgrad train` runs it: a softmax's loss fused
-    trainer = handgrad.compile(trained)
+    trainer, objective = compile_with_loss(source, loss)  # as `handgrad train` runs it: a softmax's loss fused
     module = tb.to_torch_module(source)
     inference_module = tb.to_torch_module(source).eval()  # as handgrad's predict: running statistics, no dropout
     x = rng.standard_normal((batch, *shape)).astype(np.float32)

@@ -19,8 +19,7 @@ from ._checks import kind_of
 from .data import Normalizer
 from .describe import describe, rebuild
 from .evaluate import evaluate, probabilities
-from .fast import compile as compile_model
-from .fast.head import fused_head
+from .fast.head import compile_with_loss
 
 KEYS = ("model", "input_shape", "normalizer", "classes")  # the metadata of a classifier's file
 
@@ -48,8 +47,7 @@ class Classifier:
         outputs = self.model.output_shape((1, *self.input_shape))
         if len(outputs) != 2 or outputs[1] != len(self.classes):
             raise ValueError(f"Classifier: {len(self.classes)} class names for a model whose output is {outputs[1:]}")
-        run, self.objective = fused_head(self.model.eval(), self.loss)
-        self.compiled = compile_model(run)
+        self.compiled, self.objective = compile_with_loss(self.model.eval(), self.loss)
 
     @property
     def dtype(self) -> np.dtype:

@@ -19,8 +19,7 @@ from . import presets
 from ._checks import positive_int
 from .data import Normalizer, batch_indices
 from .data import load as load_dataset
-from .fast import compile as compile_model
-from .fast.head import fused_head
+from .fast.head import compile_with_loss
 from .layers import Dropout
 from .model import named_leaves
 from .mpl import pyplot
@@ -120,8 +119,7 @@ def compare(config: CompareConfig, dataset=None, data_dir=None, log=print) -> Co
             f"compare: {config.model} has dropout ({', '.join(dropout)}): PyTorch draws its own masks, so the two "
             f"cannot follow one trajectory; compare a model without dropout"
         )
-    trained, objective = fused_head(model, loss)  # as `handgrad train` runs it: the fast tier, a softmax's fused
-    compiled = compile_model(trained)
+    compiled, objective = compile_with_loss(model, loss)  # as `handgrad train` runs it
     module = tb.to_torch_module(model)  # the same network with the same initial weights
     optimizer = make_optimizer(config.optimizer, model.params, config.lr, config.momentum, config.weight_decay)
     torch_optimizer = tb.torch_optimizer(optimizer, model, module)

@@ -44,8 +44,7 @@ from .data.augment import Augmentation
 from .data.split import held_out_count, hold_out
 from .describe import describe
 from .evaluate import evaluate
-from .fast import compile as compile_model
-from .fast.head import fused_head
+from .fast.head import compile_with_loss
 from .logs import StepLog
 from .optim import make_optimizer, make_schedule
 
@@ -191,8 +190,9 @@ def fit(
         )
 
         # model, optimiser, schedule
-        trained, objective = fused_head(model, loss)  # a softmax layer and cross-entropy: the fused form
-        compiled = compile_model(trained)  # the fast tier runs the steps; the model keeps the parameters
+        # the fast tier runs the steps (a softmax layer and cross-entropy as the fused loss); the model keeps the
+        # parameters
+        compiled, objective = compile_with_loss(model, loss)
         optimizer = make_optimizer(config.optimizer, model.params, config.lr, config.momentum, config.weight_decay)
         schedule = make_schedule(config.schedule, config.lr, config.epochs, config.step_size, config.gamma)
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 from ..declarations import NormalizedExponential
 from ..losses import CrossEntropy, SoftmaxCrossEntropy
 from ..model import Sequential
-from .plan import declared
+from .plan import CompiledModel, declared
 
 
 def fused_head(model, loss):
@@ -31,3 +31,10 @@ def fused_head(model, loss):
     ):
         return Sequential(model.layers[:-1]), SoftmaxCrossEntropy(loss.reduction)
     return model, loss
+
+
+def compile_with_loss(model, loss) -> tuple[CompiledModel, object]:
+    """``(compiled model, loss)`` as training and scoring run them: :func:`fused_head`'s pair, the model compiled
+    (:func:`handgrad.compile`)."""
+    run, objective = fused_head(model, loss)
+    return CompiledModel(run), objective
