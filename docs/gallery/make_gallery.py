@@ -130,9 +130,10 @@ def main() -> int:
         if not e.ok:
             print(f"{example.name}: the derivation disagrees with the kernels", file=sys.stderr)
             return 1
-        print(figures.figure(e, HERE / f"{example.name}.png"))
+        parts = figures.sections(e)
+        print(figures.figure(e, HERE / f"{example.name}.png", parts))
         if example.animated:
-            print(figures.animation(e, HERE / f"{example.name}.gif"))
+            print(figures.animation(e, HERE / f"{example.name}.gif", parts))
     PAGE.write_text(page())
     print(PAGE)
     return 0

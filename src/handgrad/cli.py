@@ -301,11 +301,11 @@ def _explain(args) -> int:
         from . import figures
         from .mpl import pyplot
 
-        figures.sections(result)  # a layer without figures, or no matplotlib: fail before anything is printed
+        parts = figures.sections(result)  # a layer without figures, or no matplotlib: fail before printing
         pyplot("explain")
     print(result.markdown() if args.markdown else result.text())
     for path, suffix in pictures.items():
-        print((figures.figure if suffix == ".png" else figures.animation)(result, path))
+        print((figures.figure if suffix == ".png" else figures.animation)(result, path, parts))
     return 0 if result.ok else 1
 
 

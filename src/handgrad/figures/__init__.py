@@ -30,18 +30,18 @@ def sections(e: Explanation) -> list[Section]:
     return SECTIONS[e.layer](e)
 
 
-def figure(e: Explanation, path) -> Path:
-    """The still: every section's key frames, as a PNG at ``path``."""
+def figure(e: Explanation, path, parts: list[Section] | None = None) -> Path:
+    """The still: every section's key frames, as a PNG at ``path`` (``parts``: ``sections(e)``, if made)."""
     from .draw import save_figure
 
-    return save_figure(e, sections(e), path)
+    return save_figure(e, sections(e) if parts is None else parts, path)
 
 
-def animation(e: Explanation, path) -> Path:
-    """Every frame in turn, as a GIF at ``path``."""
+def animation(e: Explanation, path, parts: list[Section] | None = None) -> Path:
+    """Every frame in turn, as a GIF at ``path`` (``parts``: ``sections(e)``, if made)."""
     from .draw import save_animation
 
-    return save_animation(e, sections(e), path)
+    return save_animation(e, sections(e) if parts is None else parts, path)
 
 
 __all__ = ["SECTIONS", "Frame", "Grid", "Section", "animation", "figure", "sections"]
