@@ -184,8 +184,8 @@ class MPIWorld(World):
     def broadcast(self, arrays: dict[str, np.ndarray], rng: np.random.Generator | None = None) -> None:
         """Every array by one ``Bcast`` from rank 0, in the order of their names, after checking that every rank
         holds the same names, shapes and dtypes (a mismatch raises on every rank); then rng's state."""
-        layout = self.comm.bcast(_layout(arrays), root=0)
         mine = _layout(arrays)
+        layout = self.comm.bcast(mine, root=0)
         mismatch = None
         if mine != layout:
             mismatch = ValueError(
@@ -317,14 +317,12 @@ class GradientAverage:
         if len(dtypes) > 1:
             raise ValueError(f"gradient_average: every parameter must have one dtype, got {sorted(map(str, dtypes))}")
         self.world, self.reduction = world, reduction
-        self.shapes = {name: p.shape for name, p in params.items()}
         size = sum(p.size for p in params.values())
         self.flat = np.zeros(size + 4, dtype=dtypes.pop() if dtypes else np.float64) if world.size > 1 else None
         self.views, offset = {}, 0
-        for name, shape in self.shapes.items():
-            n = int(np.prod(shape))
-            self.views[name] = None if self.flat is None else self.flat[offset : offset + n].reshape(shape)
-            offset += n
+        for name, p in params.items():
+            self.views[name] = None if self.flat is None else self.flat[offset : offset + p.size].reshape(p.shape)
+            offset += p.size
 
     def __call__(self, grads, count: int, loss_sum: float, correct: int, error: BaseException | None = None):
         """Reduce this rank's step: ``grads`` of its loss over its ``count`` samples (None when count is 0),
