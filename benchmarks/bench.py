@@ -162,27 +162,34 @@ def setup(workload: str, batch: int):
     }
 
 
-def time_pair(a, b, batch: int, blocks: int, block_seconds: float) -> tuple[float, float]:
-    """Median images/s of ``a`` and of ``b``, timed in alternating blocks after a warm-up."""
-    for f in (a, b):
+def time_calls(calls: dict, batch: int, blocks: int, block_seconds: float) -> dict:
+    """Median images/s of each of ``calls`` (name: a call on a batch of ``batch``), timed in alternating blocks
+    after a warm-up and a calibration that sets how many calls fill a block."""
+    for f in calls.values():
         for _ in range(3):
             f()
-    counts = []
-    for f in (a, b):  # steps per block, from a short calibration
+    counts = {}
+    for name, f in calls.items():  # calls per block, from a short calibration
         began, n = time.perf_counter(), 0
         while time.perf_counter() - began < block_seconds / 3:
             f()
             n += 1
-        counts.append(max(1, int(3 * n)))
-    rates = ([], [])
+        counts[name] = max(1, int(3 * n))
+    rates = {name: [] for name in calls}
     for _ in range(blocks):
-        for k, f in enumerate((a, b)):
+        for name, f in calls.items():
             time.sleep(SETTLE_SECONDS)
             began = time.perf_counter()
-            for _ in range(counts[k]):
+            for _ in range(counts[name]):
                 f()
-            rates[k].append(counts[k] * batch / (time.perf_counter() - began))
-    return statistics.median(rates[0]), statistics.median(rates[1])
+            rates[name].append(counts[name] * batch / (time.perf_counter() - began))
+    return {name: statistics.median(values) for name, values in rates.items()}
+
+
+def time_pair(a, b, batch: int, blocks: int, block_seconds: float) -> tuple[float, float]:
+    """Median images/s of ``a`` and of ``b`` (:func:`time_calls`)."""
+    rates = time_calls({"a": a, "b": b}, batch, blocks, block_seconds)
+    return rates["a"], rates["b"]
 
 
 def _status(field: str) -> int:
@@ -217,9 +224,14 @@ def peak_memory(framework: str, workload: str, batch: int, mode: str, threads: i
     return json.loads(out.splitlines()[-1])["peak_bytes"] / 2**20
 
 
-def machine(kept: bool) -> str:
+def cpu_name() -> str:
+    """The processor's model name, from /proc/cpuinfo."""
     with open("/proc/cpuinfo") as f:
-        cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), "?")
+        return next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), "?")
+
+
+def machine(kept: bool) -> str:
+    cpu = cpu_name()
     blas = os.environ.get(BLAS_THREADS, "one per core")
     malloc = "freed memory kept (glibc thresholds raised)" if kept else "the C library's default"
     return (

@@ -18,8 +18,8 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import statistics
-import time
+import sys
+from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
@@ -30,8 +30,10 @@ from handgrad import presets
 from handgrad import torch_bridge as tb
 from handgrad.onnx_export import to_onnx
 
+sys.path.insert(0, str(Path(__file__).parent))
+from bench import cpu_name, time_calls
+
 ENGINES = ("handgrad", "ONNX Runtime", "PyTorch")
-SETTLE_SECONDS = 0.2  # before each block: the previous engine's worker threads go idle
 AGREEMENT = 1e-4  # the largest difference of outputs allowed, relative to the largest output (float32)
 
 
@@ -73,34 +75,9 @@ def check_agreement(calls: dict, where: str) -> None:
             raise SystemExit(f"{where}: {engine}'s output differs from handgrad's by {error:.2e} (relative)")
 
 
-def rates(calls: dict, batch: int, blocks: int, block_seconds: float) -> dict[str, float]:
-    """Median images/s of each call, timed in alternating blocks after a warm-up and a calibration that sets
-    how many calls fill a block."""
-    counts = {}
-    for engine, call in calls.items():
-        for _ in range(3):
-            call()
-        began, n = time.perf_counter(), 0
-        while time.perf_counter() - began < block_seconds / 3:
-            call()
-            n += 1
-        counts[engine] = max(1, 3 * n)
-    measured = {engine: [] for engine in calls}
-    for _ in range(blocks):
-        for engine, call in calls.items():
-            time.sleep(SETTLE_SECONDS)
-            began = time.perf_counter()
-            for _ in range(counts[engine]):
-                call()
-            measured[engine].append(counts[engine] * batch / (time.perf_counter() - began))
-    return {engine: statistics.median(values) for engine, values in measured.items()}
-
-
 def machine(threads: int) -> str:
-    with open("/proc/cpuinfo") as f:
-        cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), "?")
     return (
-        f"{cpu}, {os.cpu_count()} cores; Python {platform.python_version()}, NumPy {np.__version__}, "
+        f"{cpu_name()}, {os.cpu_count()} cores; Python {platform.python_version()}, NumPy {np.__version__}, "
         f"ONNX Runtime {ort.__version__} ({threads} intra-op threads, no spinning), "
         f"PyTorch {torch.__version__} ({torch.get_num_threads()} threads)"
     )
@@ -130,7 +107,7 @@ def main(argv=None) -> None:
             where = f"{name}, batch {batch}"
             calls = engines(name, batch, threads)
             check_agreement(calls, where)
-            r = rates(calls, batch, args.blocks, args.block_seconds)
+            r = time_calls(calls, batch, args.blocks, args.block_seconds)
             cells = " | ".join(f"{r[engine]:,.0f}" for engine in ENGINES)
             ratios = f"{r['handgrad'] / r['ONNX Runtime']:.2f} | {r['handgrad'] / r['PyTorch']:.2f}"
             print(f"| {where} | {cells} | {ratios} |", flush=True)
