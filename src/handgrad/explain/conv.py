@@ -9,7 +9,7 @@ import numpy as np
 
 from .. import functional as F
 from ..shapes import Window
-from .explanation import Explanation, Step, number, readable, signed, times, window_command
+from .explanation import Explanation, Step, number, placements, readable, signed, times, window_command
 
 
 @dataclass
@@ -41,16 +41,8 @@ def conv(
     out = window.output_size(*input_size, "explain conv")
     dy = signed(out)
     xp = np.pad(x, window.padding)
-    sign = 1 if mode == "xcorr" else -1
     (s_h, s_w), (c_h, c_w), (k_h, k_w), (d_h, d_w) = window.stride, window.center, window.kernel, window.dilation
-    placed = {
-        (i, j): [
-            (a, bb, i * s_h + sign * d_h * (a - c_h), j * s_w + sign * d_w * (bb - c_w))
-            for a, bb in product(range(k_h), range(k_w))
-        ]
-        for i, j in product(*map(range, out))
-    }
-    work = ConvWork(window, xp.shape, placed, window.lead)
+    work = ConvWork(window, xp.shape, placements(window, out), window.lead)
 
     forward, y = [], np.zeros(out)
     for i, j in product(*map(range, out)):

@@ -6,6 +6,7 @@ out as text or Markdown.  The small helpers the layers' derivations share live h
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from itertools import product
 
 import numpy as np
 
@@ -127,6 +128,21 @@ def factor(v) -> str:
 def times(a, b) -> str:
     """``a*b`` with negative factors in parentheses."""
     return f"{factor(a)}*{factor(b)}"
+
+
+def placements(window, out: tuple[int, int], shift: tuple[int, int] = (0, 0)) -> dict:
+    """For each output cell ``(i, j)`` of ``out``, the window's cells ``(a, b)`` with the cells ``(r, q)`` they meet:
+    ``r = i*S_h + D_h(a - c_h)`` in a cross-correlation, ``i*S_h - D_h(a - c_h)`` in a true convolution (the kernel
+    flipped about its centre), less ``shift[0]``; ``q`` the same along the width."""
+    sign = 1 if window.mode == "xcorr" else -1
+    (s_h, s_w), (c_h, c_w), (d_h, d_w) = window.stride, window.center, window.dilation
+    return {
+        (i, j): [
+            (a, b, i * s_h + sign * d_h * (a - c_h) - shift[0], j * s_w + sign * d_w * (b - c_w) - shift[1])
+            for a, b in product(*map(range, window.kernel))
+        ]
+        for i, j in product(*map(range, out))
+    }
 
 
 def window_command(layer, input_size, window, mode, center) -> str:

@@ -9,7 +9,7 @@ import numpy as np
 
 from .. import functional as F
 from ..shapes import Window
-from .explanation import Explanation, Step, number, readable, window_command
+from .explanation import Explanation, Step, number, placements, readable, window_command
 
 
 @dataclass
@@ -39,16 +39,7 @@ def pool(
     out = window.pooled_size(*input_size, "explain pool")
     dy = readable(out)
     (top, _), (left, _) = window.padding
-    sign = 1 if mode == "xcorr" else -1
-    (s_h, s_w), (c_h, c_w), (d_h, d_w) = window.stride, window.center, window.dilation
-    placed = {
-        (i, j): [
-            (a, b, i * s_h + sign * d_h * (a - c_h) - top, j * s_w + sign * d_w * (b - c_w) - left)
-            for a, b in product(*map(range, window.kernel))
-        ]
-        for i, j in product(*map(range, out))
-    }
-    work = PoolWork(window, input_size, placed, [])
+    work = PoolWork(window, input_size, placements(window, out, shift=(top, left)), [])
     y, dx, lines, routes, won = np.zeros(out), np.zeros(input_size), [], [], set()
     for i, j in product(*map(range, out)):
         cells = work.met(i, j)
