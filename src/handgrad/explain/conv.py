@@ -16,12 +16,16 @@ from .explanation import Explanation, Step, number, placements, readable, signed
 class ConvWork:
     """Where the kernel sits: ``placed[i, j]`` lists ``(a, b, r, q)`` for every kernel cell, ``W[a, b]`` (the
     kernel as given) placed on ``Xp[r, q]`` for output ``(i, j)``; ``r, q`` may fall outside ``Xp``, where the
-    read counts as zero.  ``lead`` is where the input starts in the coordinates of ``dXq``."""
+    read counts as zero."""
 
     window: Window
     padded: tuple[int, int]  # Xp's shape
     placed: dict[tuple[int, int], list[tuple[int, int, int, int]]]
-    lead: tuple[int, int]
+
+    @property
+    def lead(self) -> tuple[int, int]:
+        """Where the input starts in the coordinates of ``dXq`` (:attr:`~handgrad.shapes.Window.lead`)."""
+        return self.window.lead
 
     def met(self, i: int, j: int) -> list[tuple[int, int, int, int]]:
         """The kernel cells of output ``(i, j)`` that land inside ``Xp``: the terms of its sum."""
@@ -42,7 +46,7 @@ def conv(
     dy = signed(out)
     xp = np.pad(x, window.padding)
     (s_h, s_w), (c_h, c_w), (k_h, k_w), (d_h, d_w) = window.stride, window.center, window.kernel, window.dilation
-    work = ConvWork(window, xp.shape, placements(window, out), window.lead)
+    work = ConvWork(window, xp.shape, placements(window, out))
 
     forward, y = [], np.zeros(out)
     for i, j in product(*map(range, out)):
