@@ -121,6 +121,13 @@ def test_markdown_has_the_formulas_and_the_numbers():
     assert md.count("**yes**") == len(result.steps)
 
 
+def test_markdown_writes_gradients_with_partial_and_leaves_other_words():
+    md = explain.activations(3).markdown()
+    assert "$$dropout y = " in md and r"$$dropout \partial X = " in md and r"$$relu \partial X = " in md
+    assert r"\partial ropout" not in md
+    assert r"$$\partial gamma = " in explain.batchnorm().markdown()
+
+
 def test_command_line(capsys):
     assert (
         cli.main(

@@ -5,6 +5,7 @@ out as text or Markdown.  The small helpers the layers' derivations share live h
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from itertools import product
 
@@ -101,7 +102,9 @@ def _bmatrix(a: np.ndarray) -> str:
 
 
 def _latex_name(name: str) -> str:
-    return name.replace("dX_hat", r"\partial\hat{X}").replace("d", r"\partial ", 1) if name.startswith("d") else name
+    """A name in LaTeX: each gradient in it (``dX``, ``dW``, ``db``, ``dgamma``...) written with ``\\partial``; other
+    words (``dropout``) as they are."""
+    return re.sub(r"\bd(?=[A-Z]|b\b|beta\b|gamma\b)", r"\\partial ", name)
 
 
 def readable(shape, start=1) -> np.ndarray:
