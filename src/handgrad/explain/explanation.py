@@ -176,6 +176,5 @@ def _pair(value) -> str:
     return str(value[0]) if value[0] == value[1] else f"{value[0]},{value[1]}"
 
 
-def _size(value) -> str:
-    h, w = (value, value) if isinstance(value, int) else value
-    return f"{h}x{w}"
+def _size(value: tuple[int, int]) -> str:
+    return f"{value[0]}x{value[1]}"

@@ -97,7 +97,7 @@ def sheet(e: Explanation, sections: list[Section], plt):
     """The matplotlib figure of the still: the title, a legend, and each section's still frames in rows."""
     width = _width(sections)
     command = f"{e.command}    every number checked against the kernels: {'yes' if e.ok else 'NO'}"
-    stills = [(heading, frames) for heading, frames in map(still, sections)]
+    stills = list(map(still, sections))
     marks = {mark for _, frames in stills for f in frames for g in f.grids for mark in g.marks.values()}
     limit = max([SHEET_WIDTH] + [_frame_size(f, width, math.inf)[0] for _, frames in stills for f in frames])
     placed, y = [], 2.4  # below the title, the command and the legend

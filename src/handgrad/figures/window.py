@@ -19,7 +19,7 @@ def conv_sections(e: Explanation) -> list[Section]:
 def pool_sections(e: Explanation) -> list[Section]:
     """One frame per window: its winner, then the gradient routed back to it."""
     work, x, dy, y = e.work, *(e.arrays[name] for name in ("X", "dY", "Y"))
-    margin = _reach([[(r, q) for _, _, r, q in placed] for placed in work.placed.values()], x.shape)
+    margin = _placed_reach(work, x.shape)
     forward, done, notes = [], [], {}
     for i, j, r, q, _ in work.routes:  # in output order, each window's winner X[r, q]
         done.append((i, j))
@@ -79,6 +79,11 @@ def _centred(size: int, centre: int) -> list[str]:
     return [str(a - centre) for a in range(size)]
 
 
+def _placed_reach(work, shape) -> tuple[int, int, int, int]:
+    """:func:`_reach` of every placement of the kernel or window (``work.placed``)."""
+    return _reach([[(r, q) for _, _, r, q in placed] for placed in work.placed.values()], shape)
+
+
 def _kernel_grid(e: Explanation) -> Grid:
     """The kernel that meets Xp, labelled in its centre's coordinates: W, or flip(W) in conv mode."""
     window = e.work.window
@@ -120,7 +125,7 @@ def _kernel(e: Explanation) -> Section:
 
 def _conv_forward(e: Explanation) -> Section:
     work, xp, w, b, y = e.work, *(e.arrays[name] for name in ("Xp", "W", "b", "Y"))
-    margin = _reach([[(r, q) for _, _, r, q in placed] for placed in work.placed.values()], xp.shape)
+    margin = _placed_reach(work, xp.shape)
     frames, done = [], []
     for i, j in work.placed:
         met = work.met(i, j)
