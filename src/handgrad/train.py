@@ -83,9 +83,10 @@ def train(
     log=print,
     world=None,
 ):
-    """``handgrad train``: the data and the preset ``config`` names, then :func:`fit` into ``run_dir`` (or on with
-    the run there, ``resume=True``).  ``dataset`` may be given already loaded (tests do).  ``world``: the ranks
-    to train on (by default :func:`handgrad.distributed.world`: those of ``mpiexec``, or this process alone).
+    """``handgrad train``: the data and the preset ``config`` names, then training as :func:`fit` trains, into
+    ``run_dir`` (or on with the run there, ``resume=True``).  ``dataset`` may be given already loaded (tests do).
+    ``world``: the ranks to train on (by default :func:`handgrad.distributed.world`: those of ``mpiexec``, or this
+    process alone).
 
     Everything that can be checked before training is checked before the run folder is created or changed.
     """
@@ -94,6 +95,7 @@ def train(
     with world.together():  # a checkpoint that one rank cannot read stops every rank
         state = runs.open_run(run_dir, resume)
         if state is not None:
+            config = runs.resumed_config(state.config, asdict(config))
             runs.check_epochs(state, config.epochs, run_dir)
         finished = state is not None and state.history.finished(config.epochs)
         if config.model is None and not finished:
@@ -114,7 +116,7 @@ def train(
         model, loss = presets.build(
             config.model, rng, np.dtype(config.dtype), config.init, data.input_shape, len(data.classes)
         )
-    return fit(model, loss, data, config, rng=rng, out=run_dir, resume=resume, progress=progress, log=log, world=world)
+    return _run(model, loss, data, config, state, rng, run_dir, progress, log, world)
 
 
 def fit(
@@ -150,7 +152,6 @@ def fit(
     """
     run_dir = None if out is None else Path(out)
     world = distributed.world() if world is None else world
-    log = log if world.root else _silent
     with world.together():  # a checkpoint that one rank cannot read stops every rank
         if resume and run_dir is None:
             raise ValueError("fit: resume=True continues the run in a folder: give out")
@@ -163,6 +164,12 @@ def fit(
             config = runs.TrainConfig(**({"model": None, "dataset": None} | given))
     if state is not None and state.history.finished(config.epochs):
         return _complete(world, run_dir, state)
+    return _run(model, loss, data, config, state, rng, run_dir, progress, log, world)
+
+
+def _run(model, loss, data, config, state, rng, run_dir, progress, log, world) -> FitResult:
+    """:func:`fit` once its run is open: ``config`` its settings, ``state`` the checkpoint it continues (or None)."""
+    log = log if world.root else _silent
     resumed_after = state.epoch if state is not None else 0  # the history grows as this session trains
 
     with world.together():  # every rank checks the same data and model; rank 0 alone writes
