@@ -53,3 +53,28 @@ def test_no_text_installs_handgrad_from_the_package_index():
     texts = [ROOT / "README.md", *ROOT.glob("docs/**/*.md"), *ROOT.glob("docs/**/*.py"), *ROOT.glob("src/**/*.py")]
     assert len(texts) > 20
     assert [str(path) for path in texts if "install 'handgrad[" in path.read_text()] == []
+
+
+def test_the_files_the_readme_commands_name_are_in_the_checkout():
+    named = re.findall(r"\bexamples/\S+", "\n".join(_blocks("sh")))
+    assert "examples/shoe.png" in named and "examples/own_data.py" in named
+    assert [path for path in named if not (ROOT / path).is_file()] == []
+
+
+def test_the_own_data_example_writes_a_folder_and_an_npz_handgrad_reads(tmp_path):
+    from handgrad.data import load
+
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "own_data.py")],
+        check=False,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr
+    photos = load(tmp_path / "photos", test_split=0.2)
+    arrays = load(tmp_path / "arrays.npz", test_split=0.2)
+    assert photos.classes == ("Sneaker", "T-shirt-top", "Trouser")  # the folders' names, sorted
+    assert arrays.classes == ("T-shirt/top", "Trouser", "Sneaker")  # the file's own
+    assert photos.input_shape == (3, 28, 28) and arrays.input_shape == (1, 28, 28)
+    assert len(photos.train_images) + len(photos.test_images) == len(arrays.train_images) + len(arrays.test_images)
