@@ -191,6 +191,39 @@ def test_a_classifier_saves_and_loads_whole_from_one_file(tmp_path, rng):
     assert not (tmp_path / "run").exists()
 
 
+def test_label_smoothing_trains_on_smoothed_targets_and_scores_on_the_labels(tmp_path):
+    """With label_smoothing=1 every target is the uniform row, whatever the labels: two runs on the same images
+    with other labels end with the same weights (and without smoothing they do not).  The test figures are on
+    the labels, as the saved classifier gives them."""
+    rng = np.random.default_rng(0)
+    x, y = rng.integers(0, 256, (48, 28, 28), dtype=np.uint8), np.arange(48) % 3
+    other = (y + 1) % 3  # the same images, every label changed
+
+    def weights(labels, label_smoothing):
+        model, loss = presets.build("seed-cnn", np.random.default_rng(1), classes=3)
+        settings = {"epochs": 2, "batch_size": 8, "val_split": 0, "label_smoothing": label_smoothing}
+        fit(model, loss, from_arrays(x, labels), rng=np.random.default_rng(2), progress=False, log=_quiet, **settings)
+        return np.concatenate([p.ravel() for p in model.params.values()])
+
+    np.testing.assert_array_equal(weights(y, 1.0), weights(other, 1.0))
+    assert not np.array_equal(weights(y, 0.0), weights(other, 0.0))
+    assert not np.array_equal(weights(y, 0.1), weights(y, 0.0))
+
+    model, loss = presets.build("seed-cnn", np.random.default_rng(1), classes=3)
+    data = from_arrays(x, y, x[:12], y[:12])
+    result = fit(model, loss, data, out=tmp_path / "run", epochs=1, label_smoothing=0.3, progress=False, log=_quiet)
+    chosen = handgrad.load(tmp_path / "run")  # scored on the labels: the test figures are the classifier's own
+    assert chosen.evaluate(x[:12], y[:12]) == (result.test["test_loss"], result.test["test_accuracy"])
+    assert runs.load_state(tmp_path / "run").config.label_smoothing == 0.3
+    with pytest.raises(ValueError, match="label_smoothing must be a number in \\[0, 1\\], got 2"):
+        runs.TrainConfig(label_smoothing=2)
+    with pytest.raises(ValueError, match="label_smoothing: smooths cross-entropy targets, but the loss is MSE"):
+        fit(model, handgrad.losses.MSE(), from_arrays(x, y), epochs=1, label_smoothing=0.1, progress=False, log=_quiet)
+    saved = runs.TrainConfig().__dict__
+    del saved["label_smoothing"]  # a run written before the setting trained without it
+    assert runs.TrainConfig.from_dict(saved).label_smoothing == 0
+
+
 def test_each_preset_has_its_own_defaults_and_train_help_shows_them(capsys):
     assert runs.TrainConfig(model="seed-cnn").optimizer == "momentum" and runs.TrainConfig().schedule == "cosine"
     best = runs.TrainConfig(model="fashion-best")

@@ -5,9 +5,11 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
+import pytest
 from helpers import assert_close
 
 from handgrad import Sequential
+from handgrad import functional as F
 from handgrad.layers import Linear, Sigmoid, Softmax
 from handgrad.losses import MSE, CrossEntropy, SoftmaxCrossEntropy
 
@@ -114,3 +116,25 @@ def test_cross_entropy_of_probabilities_that_underflowed_to_zero_is_finite():
             assert_close(value, scale * (2 * -np.log(tiny) + np.log(2)), 1e-6)
             assert np.all(np.isfinite(dy)) and dy.dtype == dtype
             assert_close(dy, scale * np.array([[0, -1 / tiny], [-2, 0], [0, -1 / tiny]]), 1e-6)
+
+
+def test_label_smoothing_rows_sum_to_one_and_are_the_minimum_of_the_fused_loss(rng):
+    """Smoothed rows are probabilities; logits whose softmax equals them have a zero gradient, and any other
+    logits a higher loss (cross-entropy is smallest at softmax(Z) = T)."""
+    labels = np.array([2, 0, 1, 1])
+    rows = F.smoothed_targets(labels, 3, 0.3, np.float64)
+    assert_close(rows.sum(axis=1), np.ones(4), 1e-15)
+    assert_close(rows[np.arange(4), labels], np.full(4, 0.7 + 0.1), 1e-15)
+    loss = SoftmaxCrossEntropy()
+    best = loss.forward(np.log(rows), rows)
+    assert_close(loss.backward(), np.zeros((4, 3)), 1e-15)
+    for _ in range(5):
+        assert loss.forward(np.log(rows) + 0.1 * rng.standard_normal((4, 3)), rows) > best
+
+
+def test_label_smoothing_is_refused_outside_0_to_1():
+    for bad in (-0.1, 1.5, True, "0.1"):
+        with pytest.raises(ValueError, match="label_smoothing must be a number in \\[0, 1\\]"):
+            F.smoothed_targets(np.array([0, 1]), 2, bad)
+    with pytest.raises(ValueError, match="labels must lie in \\[0, 2\\]"):
+        F.smoothed_targets(np.array([0, 3]), 3, 0.1)

@@ -182,6 +182,15 @@ def test_losses_match_loops(rng, record, reduction):
         ),
         ("CrossEntropy", F.cross_entropy_forward, F.cross_entropy_backward, R.cross_entropy, probabilities, soft, soft),
         (
+            "CrossEntropy",
+            F.cross_entropy_forward,
+            F.cross_entropy_backward,
+            R.cross_entropy,
+            probabilities,
+            F.smoothed_targets(labels, k, 0.2, np.float64),
+            R.smoothed_targets(labels, k, 0.2),
+        ),
+        (
             "SoftmaxCrossEntropy",
             F.softmax_cross_entropy_forward,
             F.softmax_cross_entropy_backward,
@@ -199,6 +208,15 @@ def test_losses_match_loops(rng, record, reduction):
             soft,
             soft,
         ),
+        (
+            "SoftmaxCrossEntropy",
+            F.softmax_cross_entropy_forward,
+            F.softmax_cross_entropy_backward,
+            R.softmax_cross_entropy,
+            z,
+            F.smoothed_targets(labels, k, 0.2, np.float64),
+            R.smoothed_targets(labels, k, 0.2),
+        ),
     ]
     for name, forward, backward, reference, pred, target, rows in cases:
         loss, cache = forward(pred, target, reduction)
@@ -209,6 +227,13 @@ def test_losses_match_loops(rng, record, reduction):
             assert_close(loss, ref_loss, RTOL, f"{name} loss"),
             assert_close(backward(cache), ref_grad, RTOL, f"{name} gradient"),
         )
+
+
+@pytest.mark.parametrize("label_smoothing", [0.0, 0.1, 1.0])
+def test_smoothed_targets_match_loops(rng, label_smoothing):
+    labels = rng.integers(0, 7, size=9)
+    rows = F.smoothed_targets(labels, 7, label_smoothing, np.float64)
+    assert_close(rows, R.smoothed_targets(labels, 7, label_smoothing), 1e-15, "smoothed targets")
 
 
 def test_avgpool2d_matches_loops(rng, record):

@@ -358,3 +358,22 @@ def test_losses(rng, record, reduction):
             assert_close(value, expected.item(), RTOL, name),
             assert_close(loss.backward(), p.grad.numpy(), RTOL, name),
         )
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum"])
+@pytest.mark.parametrize("label_smoothing", [0.1, 0.4])
+def test_label_smoothing(rng, record, reduction, label_smoothing):
+    """The fused loss on smoothed rows is PyTorch's ``F.cross_entropy(..., label_smoothing=e)``: value and gradient."""
+    n, k = 8, 5
+    labels, logits = rng.integers(0, k, size=n), 3 * rng.standard_normal((n, k))
+    loss = SoftmaxCrossEntropy(reduction)
+    value = loss.forward(logits, F.smoothed_targets(labels, k, label_smoothing, np.float64))
+    z = torch.tensor(logits, requires_grad=True)
+    expected = TF.cross_entropy(z, torch.tensor(labels), reduction=reduction, label_smoothing=label_smoothing)
+    expected.backward()
+    record(
+        "label smoothing",
+        "torch",
+        assert_close(value, expected.item(), RTOL, "loss"),
+        assert_close(loss.backward(), z.grad.numpy(), RTOL, "gradient"),
+    )

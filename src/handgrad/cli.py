@@ -74,6 +74,11 @@ TRAIN_OPTIONS = {
         "const": "auto",
         "help": "random crops of padded images, horizontal flips, or both; alone: auto, flips unless digits",
     },
+    "label_smoothing": {
+        "type": float,
+        "metavar": "E",
+        "help": "train on targets (1 - E) one-hot + E / classes instead of one-hot (default: 0)",
+    },
     "seed": {"type": int, "help": "seed of the one generator behind weights, shuffling, augmentation (default: 0)"},
     "init": {
         "choices": list(INITIALIZERS),

@@ -158,6 +158,7 @@ DEFAULTS = {
     "weight_decay": 0.0,
     "schedule": "cosine",
     "augment": "none",
+    "label_smoothing": 0.0,
 }
 
 

@@ -79,6 +79,7 @@ class TrainConfig:
     step_size: int = 1
     gamma: float = 0.1
     augment: str | None = None
+    label_smoothing: float | None = None  # cross-entropy targets (1 - e) one-hot + e / K
     val_split: float | int = 0.1
     early_stopping: int | None = None  # stop after this many epochs without a better validation epoch
     seed: int = 0
@@ -134,6 +135,9 @@ class TrainConfig:
             value = getattr(self, name)
             if not (value is None and name == "test_split") and not _is_split(value):
                 raise ValueError(f"{name} must be a fraction in [0, 1) or a count >= 0, got {value!r}")
+        smoothing = self.label_smoothing
+        if not is_number(smoothing) or not 0 <= smoothing <= 1:
+            raise ValueError(f"label_smoothing must be a number in [0, 1], got {smoothing!r}")
         if self.early_stopping is not None and not self.val_split:
             raise ValueError("early_stopping needs validation data: a val_split above 0")
         for name in ("lr", "momentum", "weight_decay", "gamma"):
@@ -146,6 +150,8 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, values: dict) -> TrainConfig:
         """A configuration that names every field, and nothing else (a default never fills a gap)."""
+        if isinstance(values, dict) and "label_smoothing" not in values:  # a run from before the setting: none
+            values = {**values, "label_smoothing": 0.0}
         _check_keys(values, [f.name for f in fields(cls)], "config")
         return cls(**values)
 

@@ -45,6 +45,8 @@ from .data.split import held_out_count, hold_out
 from .describe import describe
 from .evaluate import evaluate
 from .fast.head import compile_with_loss
+from .functional import smoothed_targets
+from .losses import CrossEntropy, SoftmaxCrossEntropy
 from .logs import StepLog
 from .optim import make_optimizer, make_schedule
 
@@ -200,6 +202,8 @@ def _run(model, loss, data, config, state, rng, run_dir, progress, log, world) -
         # the fast tier runs the steps (a softmax layer and cross-entropy as the fused loss); the model keeps the
         # parameters
         compiled, objective = compile_with_loss(model, loss)
+        if config.label_smoothing and not isinstance(objective, (CrossEntropy, SoftmaxCrossEntropy)):
+            raise ValueError(f"label_smoothing: smooths cross-entropy targets, but the loss is {loss!r}")
         optimizer = make_optimizer(config.optimizer, model.params, config.lr, config.momentum, config.weight_decay)
         schedule = make_schedule(config.schedule, config.lr, config.epochs, config.step_size, config.gamma)
 
@@ -220,6 +224,8 @@ def _run(model, loss, data, config, state, rng, run_dir, progress, log, world) -
         log(model.summary(data.input_shape))
         if objective is not loss:
             log(f"loss: {loss!r} after the Softmax layer, taken as {objective!r} on its logits (docs/fast.md)")
+        if config.label_smoothing:
+            log(f"label smoothing {config.label_smoothing:g}: the training loss is on smoothed targets")
         if world.size > 1:
             log(f"data-parallel on {world.size} ranks: each takes its share of every batch of {config.batch_size}")
         average = world.gradient_average(model.params, getattr(loss, "reduction", "mean"))
@@ -257,6 +263,7 @@ def _run(model, loss, data, config, state, rng, run_dir, progress, log, world) -
                     f"epoch {epoch + 1}/{config.epochs}",
                     bar,
                     logs,
+                    config.label_smoothing,
                 )
             except _NonFiniteLoss as bad:
                 where = f" on rank {bad.rank} of {world.size}" if world.size > 1 else ""
@@ -409,8 +416,9 @@ class _NonFiniteLoss(Exception):
         self.step, self.value, self.rank = step, value, rank
 
 
-def _train_epoch(model, loss, optimizer, average, batches, steps, description, bar, logs):
-    """One pass over this rank's shares ``(x, y)`` of the batches: forward, loss, backward, then the gradient
+def _train_epoch(model, loss, optimizer, average, batches, steps, description, bar, logs, label_smoothing=0.0):
+    """One pass over this rank's shares ``(x, y)`` of the batches: forward, loss (on targets smoothed by
+    ``label_smoothing``: :func:`~handgrad.functional.smoothed_targets`), backward, then the gradient
     over the whole batch (``average``, a :class:`~handgrad.distributed.GradientAverage`, on every rank) and the
     update; each step counted in ``logs``.  A rank whose share is empty computes nothing and contributes nothing.
 
@@ -426,7 +434,8 @@ def _train_epoch(model, loss, optimizer, average, batches, steps, description, b
         if len(y):
             try:
                 out = model.forward(x)
-                value = loss.forward(out, y)
+                targets = smoothed_targets(y, out.shape[1], label_smoothing, out.dtype) if label_smoothing else y
+                value = loss.forward(out, targets)
                 if not np.isfinite(value):
                     raise _NonFiniteLoss(step, value, average.world.rank)
                 model.backward(loss.backward(), input_grad=False)  # the images need no gradient

@@ -35,6 +35,7 @@ from .losses import (
     cross_entropy_forward,
     mse_backward,
     mse_forward,
+    smoothed_targets,
     softmax_cross_entropy_backward,
     softmax_cross_entropy_forward,
 )
@@ -89,6 +90,7 @@ __all__ = [
     "sigmoid_backward",
     "sigmoid_forward",
     "softmax_backward",
+    "smoothed_targets",
     "softmax_cross_entropy_backward",
     "softmax_cross_entropy_forward",
     "softmax_forward",

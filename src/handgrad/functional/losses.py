@@ -12,7 +12,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .._checks import as_float_array, check_shape
+from .._checks import as_float_array, check_shape, is_number
 
 REDUCTIONS = ("mean", "sum")
 ROW_SUM_TOLERANCE = 1e-5  # how far from 1 a row of target probabilities may sum
@@ -60,6 +60,23 @@ def class_targets(target, shape: tuple, dtype, where: str) -> np.ndarray:
     if np.any(target < 0) or np.any(np.abs(sums - 1) > ROW_SUM_TOLERANCE):
         raise ValueError(f"{where}: target rows must be non-negative and sum to 1, got row sums {sums}")
     return target.astype(dtype, copy=False)
+
+
+def smoothed_targets(target, classes: int, label_smoothing: float, dtype=np.float32) -> np.ndarray:
+    """Label smoothing: integer labels (N,) as rows ``T[n,k] = (1 - e) [k == label_n] + e / K`` (N, K)
+    (probability rows are smoothed alike: ``(1 - e) T + e / K``).
+
+    Each row still sums to 1: the true class keeps ``1 - e + e/K`` and every other class gets ``e/K``.  With
+    these rows the fused loss's gradient stays ``dZ = (softmax(Z) - T) / N``, so no logit is pushed without end
+    towards a probability of exactly 1: the loss is smallest where ``softmax(Z) = T``.  ``e = 0`` gives the
+    one-hot rows.  The same as PyTorch's ``F.cross_entropy(z, labels, label_smoothing=e)``.
+    """
+    where = "smoothed_targets"
+    if not is_number(label_smoothing) or not 0 <= label_smoothing <= 1:
+        raise ValueError(f"{where}: label_smoothing must be a number in [0, 1], got {label_smoothing!r}")
+    target = np.asarray(target)
+    rows = class_targets(target, (target.shape[0] if target.ndim else 0, classes), dtype, where)
+    return (1 - label_smoothing) * rows + np.asarray(label_smoothing / classes, rows.dtype)
 
 
 def mse_forward(y, t, reduction="mean"):

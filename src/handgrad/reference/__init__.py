@@ -28,7 +28,7 @@ from .activation import (
 )
 from .conv import conv2d_backward, conv2d_forward
 from .linear import linear_backward, linear_forward
-from .losses import cross_entropy, mse, softmax_cross_entropy
+from .losses import cross_entropy, mse, smoothed_targets, softmax_cross_entropy
 from .norm import batchnorm_backward, batchnorm_forward
 from .pool import (
     avgpool2d_backward,
@@ -74,6 +74,7 @@ __all__ = [
     "sigmoid_backward",
     "sigmoid_forward",
     "softmax_backward",
+    "smoothed_targets",
     "softmax_cross_entropy",
     "softmax_forward",
     "softmax_jacobian",

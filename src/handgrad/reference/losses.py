@@ -50,3 +50,11 @@ def softmax_cross_entropy(z, t, reduction="mean"):
             loss += t[n, k] * (log_sum_exp - z[n, k]) * scale
             dz[n, k] = (math.exp(z[n, k] - m) / total - t[n, k]) * scale
     return loss, dz
+
+
+def smoothed_targets(labels, classes, label_smoothing):
+    """``t[n,k] = (1 - e) [k == label_n] + e / K`` for integer labels (N,).  Returns t (N, K)."""
+    t = np.zeros((len(labels), classes))
+    for n, k in product(range(len(labels)), range(classes)):
+        t[n, k] = (1 - label_smoothing) * (k == labels[n]) + label_smoothing / classes
+    return t
