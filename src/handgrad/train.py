@@ -46,8 +46,8 @@ from .describe import describe
 from .evaluate import evaluate
 from .fast.head import compile_with_loss
 from .functional import smoothed_targets
-from .losses import CrossEntropy, SoftmaxCrossEntropy
 from .logs import StepLog
+from .losses import CrossEntropy, SoftmaxCrossEntropy
 from .optim import make_optimizer, make_schedule
 
 VALIDATION_STREAM = 1  # the validation split's generator is seeded with (VALIDATION_STREAM, seed)
