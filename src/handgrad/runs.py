@@ -149,8 +149,9 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, values: dict) -> TrainConfig:
-        """A configuration that names every field, and nothing else (a default never fills a gap)."""
-        if isinstance(values, dict) and "label_smoothing" not in values:  # a run from before the setting: none
+        """A configuration that names every field, and nothing else (a default never fills a gap, but a run
+        written before ``label_smoothing`` existed trained without it: 0)."""
+        if isinstance(values, dict) and "label_smoothing" not in values:
             values = {**values, "label_smoothing": 0.0}
         _check_keys(values, [f.name for f in fields(cls)], "config")
         return cls(**values)
