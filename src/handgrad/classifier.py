@@ -1,9 +1,10 @@
 """A trained classifier, saved whole in one safetensors file: the model, the normaliser its inputs were scaled
-with, its class names and the shape of its images.
+with, its class names, the shape of its images and its test-time augmentation.
 
 The file is a checkpoint of :mod:`handgrad.checkpoint` (digests of every array and of the metadata, no pickle)
 holding the parameters (``model.NAME``) and running statistics (``buffers.NAME``) as arrays, and as metadata
-the model's description (:mod:`handgrad.describe`), ``input_shape``, ``normalizer`` and ``classes``.  A run's
+the model's description (:mod:`handgrad.describe`), ``input_shape``, ``normalizer``, ``classes`` and ``tta``
+(absent from files written before it: ``"none"``).  A run's
 ``checkpoint.safetensors`` holds all of these too, so :func:`load` reads either.
 """
 
@@ -18,7 +19,7 @@ from . import checkpoint
 from ._checks import kind_of
 from .data import Normalizer
 from .describe import describe, rebuild
-from .evaluate import evaluate, probabilities
+from .evaluate import TTAS, evaluate, probabilities
 from .fast.head import compile_with_loss
 
 KEYS = ("model", "input_shape", "normalizer", "classes")  # the metadata of a classifier's file
@@ -32,13 +33,15 @@ def model_dtype(model) -> np.dtype:
 @dataclass
 class Classifier:
     """A model that classifies uint8 images (N, H, W) or (N, C, H, W) as they come from files: its inputs are
-    scaled by ``normalizer``, its outputs name ``classes``.  The model is put in evaluation mode."""
+    scaled by ``normalizer``, its outputs name ``classes``; ``tta="flip"`` averages the class probabilities of
+    each image and its mirror (:func:`handgrad.evaluate.outputs`).  The model is put in evaluation mode."""
 
     model: object
     loss: object
     normalizer: Normalizer
     classes: tuple[str, ...]
     input_shape: tuple[int, int, int]  # one image as the model takes it, (C, H, W)
+    tta: str = "none"  # test-time augmentation: "none" or "flip"
     compiled: object = field(init=False, repr=False)  # the fast tier that runs the model (see objective)
     objective: object = field(init=False, repr=False)  # the loss it scores with: a softmax's fused on the logits
 
@@ -47,6 +50,8 @@ class Classifier:
         outputs = self.model.output_shape((1, *self.input_shape))
         if len(outputs) != 2 or outputs[1] != len(self.classes):
             raise ValueError(f"Classifier: {len(self.classes)} class names for a model whose output is {outputs[1:]}")
+        if self.tta not in TTAS:
+            raise ValueError(f"Classifier: tta must be one of {TTAS}, got {self.tta!r}")
         self.compiled, self.objective = compile_with_loss(self.model.eval(), self.loss)
 
     @property
@@ -55,7 +60,8 @@ class Classifier:
 
     def probabilities(self, images: np.ndarray) -> np.ndarray:
         """(N, K): the probability of each class for each image."""
-        return probabilities(self.compiled, self.objective, self._checked(images), self.normalizer, self.dtype)
+        images = self._checked(images)
+        return probabilities(self.compiled, self.objective, images, self.normalizer, self.dtype, self.tta)
 
     def predict(self, images: np.ndarray) -> np.ndarray:
         """(N,): the index of the most probable class of each image (``classes[i]`` names it)."""
@@ -63,8 +69,9 @@ class Classifier:
 
     def evaluate(self, images: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
         """``(mean loss, accuracy)`` on labelled images."""
+        images = self._checked(images)
         value, accuracy, _ = evaluate(
-            self.compiled, self.objective, self._checked(images), labels, self.normalizer, self.dtype
+            self.compiled, self.objective, images, labels, self.normalizer, self.dtype, self.tta
         )
         return value, accuracy
 
@@ -79,7 +86,7 @@ class Classifier:
 
     def save(self, path, **extra) -> Path:
         """Write the classifier to ``path`` (atomically; ``extra`` JSON-ready metadata beside it)."""
-        meta = file_meta(self.model, self.loss, self.normalizer, self.classes, self.input_shape)
+        meta = file_meta(self.model, self.loss, self.normalizer, self.classes, self.input_shape, self.tta)
         checkpoint.save(path, model_arrays(self.model), {**meta, **extra})
         return Path(path)
 
@@ -107,13 +114,14 @@ def copy_weights(model, weights: tuple[dict, dict], where) -> None:
     checkpoint.copy_params(model.buffers, buffers, where)
 
 
-def file_meta(model, loss, normalizer, classes, input_shape) -> dict:
+def file_meta(model, loss, normalizer, classes, input_shape, tta="none") -> dict:
     """The metadata that rebuilds a classifier around :func:`model_arrays`."""
     return {
         "model": describe(model, loss),
         "input_shape": list(input_shape),
         "normalizer": asdict(normalizer),
         "classes": list(classes),
+        "tta": tta,
     }
 
 
@@ -134,7 +142,8 @@ def from_file(tensors: dict, meta: dict, where) -> Classifier:
             raise ValueError(f"normalizer must be {{'mean', 'std'}}, got {normalizer!r:.80}")
         dtypes = {v.dtype for k, v in tensors.items() if k.startswith(("model.", "buffers."))}
         model, loss = rebuild(meta["model"], dtypes.pop() if len(dtypes) == 1 else np.dtype(np.float32))
-        classifier = Classifier(model, loss, Normalizer(**normalizer), classes, shape)
+        tta = meta.get("tta", "none")  # a file written before test-time augmentation: none
+        classifier = Classifier(model, loss, Normalizer(**normalizer), classes, shape, tta)
     except (TypeError, ValueError) as error:
         raise checkpoint.CheckpointError(f"{where}: bad metadata ({error})") from None
     copy_weights(model, checked_weights(model, tensors, where), where)

@@ -17,6 +17,7 @@ from .allocator import keep_freed_memory
 from .checkpoint import CheckpointError
 from .data import DATASETS, NORMALIZATIONS, image_files, read_images
 from .data.augment import KINDS as AUGMENTS
+from .evaluate import TTAS
 from .explain import EXPLAINERS
 from .init import INITIALIZERS
 from .model import text_table
@@ -78,6 +79,11 @@ TRAIN_OPTIONS = {
         "type": float,
         "metavar": "E",
         "help": "train on targets (1 - E) one-hot + E / classes instead of one-hot (default: 0)",
+    },
+    "tta": {
+        "choices": TTAS,
+        "help": "test-time augmentation: flip averages the class probabilities of each image and its mirror in "
+        "validation, test and predictions (default: none)",
     },
     "seed": {"type": int, "help": "seed of the one generator behind weights, shuffling, augmentation (default: 0)"},
     "init": {
@@ -512,9 +518,12 @@ def _export(args) -> int:
         raise FileNotFoundError(f"{args.out}: the directory {args.out.parent} does not exist")
     classifier = load(args.run)
     shape = classifier.input_shape
-    proto = export(classifier.model, args.out, shape, classifier.normalizer, classifier.classes)
     logits = isinstance(classifier.loss, SoftmaxCrossEntropy)
+    c = classifier
+    proto = export(c.model, args.out, shape, c.normalizer, c.classes, c.tta, logits)
     output = "logits (a softmax gives handgrad predict's probabilities)" if logits else "probabilities"
+    if c.tta == "flip":
+        output += ", each image's and its mirror's averaged (tta flip)"
     pixels = ", ".join(map(str, shape[1:] if shape[0] == 1 else shape))
     print(
         f"{args.out}: {args.run}'s model ({classifier.dtype}), ONNX opset {OPSET}, IR version {IR_VERSION}\n"

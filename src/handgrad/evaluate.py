@@ -11,25 +11,52 @@ from .functional import softmax_forward
 from .losses import SoftmaxCrossEntropy
 
 EVAL_BATCH = 500
+TTAS = ("none", "flip")  # test-time augmentation: none, or each image and its mirror
 
 
-def probabilities(model, loss, images: np.ndarray, normalizer, dtype, batch_size: int = EVAL_BATCH) -> np.ndarray:
+def outputs(model, loss, images: np.ndarray, normalizer, dtype, tta: str = "none") -> np.ndarray:
+    """The model's outputs (N, K) for uint8 images (N, H, W) or (N, C, H, W), as ``loss`` scores them.
+
+    ``tta="flip"`` (test-time augmentation) runs each image X and its mirror X'[..., j] = X[..., W-1-j] and
+    averages their class probabilities, ``P = (softmax(Z) + softmax(Z')) / 2``.  For a model scored on logits
+    the output is ``ln P``, computed as ``logaddexp(ln softmax(Z), ln softmax(Z')) - ln 2`` (finite where a
+    probability underflows): since P sums to 1, ``softmax(ln P) = P``, so the fused loss of ``ln P`` is
+    ``-ln P[n, t_n]`` and its argmax is P's.  Otherwise it is the mean of the two outputs (P itself for a
+    model scored on probabilities).
+    """
+    if tta not in TTAS:
+        raise ValueError(f"tta must be one of {TTAS}, got {tta!r}")
+    if tta == "none":
+        return model.predict(normalizer(images, dtype))
+    both = model.predict(normalizer(np.concatenate([images, images[..., ::-1]]), dtype))  # (2N, K): X, then X'
+    z, mirrored = both[: len(images)], both[len(images) :]
+    if not isinstance(loss, SoftmaxCrossEntropy):
+        return (z + mirrored) / 2
+    return np.logaddexp(_log_softmax(z), _log_softmax(mirrored)) - np.log(2, dtype=z.dtype)
+
+
+def _log_softmax(z: np.ndarray) -> np.ndarray:
+    """``ln softmax(Z) = Z - m - ln sum_k e^{Z_k - m}``, m the row's maximum."""
+    shifted = z - z.max(axis=1, keepdims=True)
+    return shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+
+
+def probabilities(model, loss, images: np.ndarray, normalizer, dtype, tta="none", batch_size=EVAL_BATCH) -> np.ndarray:
     """Class probabilities (N, K) for uint8 images (N, H, W): the softmax of the logits of a model trained with
-    :class:`~handgrad.losses.SoftmaxCrossEntropy`, the output itself of a model that ends in a softmax.  No images
-    give (0, K), as an empty batch does."""
+    :class:`~handgrad.losses.SoftmaxCrossEntropy`, the output itself of a model that ends in a softmax (with
+    ``tta``: see :func:`outputs`).  No images give (0, K), as an empty batch does."""
     starts = range(0, max(len(images), 1), batch_size)
-    outputs = [model.predict(normalizer(images[i : i + batch_size], dtype)) for i in starts]
-    out = np.concatenate(outputs)
+    out = np.concatenate([outputs(model, loss, images[i : i + batch_size], normalizer, dtype, tta) for i in starts])
     return softmax_forward(out)[0] if isinstance(loss, SoftmaxCrossEntropy) else out
 
 
-def evaluate(model, loss, images, labels, normalizer, dtype, batch_size: int = EVAL_BATCH):
+def evaluate(model, loss, images, labels, normalizer, dtype, tta="none", batch_size=EVAL_BATCH):
     """``(mean loss, accuracy, predicted labels)`` over a whole set, of at least one image."""
     if not len(images):
         raise ValueError("evaluate: no images; the mean loss and accuracy of an empty set are undefined")
     total, predictions = 0.0, []
     for i in range(0, len(images), batch_size):
-        out = model.predict(normalizer(images[i : i + batch_size], dtype))
+        out = outputs(model, loss, images[i : i + batch_size], normalizer, dtype, tta)
         total += loss.forward(out, labels[i : i + batch_size]) * len(out)
         predictions.append(out.argmax(axis=1))
     predictions = np.concatenate(predictions)
@@ -63,9 +90,8 @@ def evaluate_run(run_dir, data_dir=None, limit=None) -> RunEvaluation:
         raise ValueError(f"{run_dir} was trained by handgrad.fit on data of its own: evaluate it there")
     data = config.load_data(data_dir)
     images, labels = data.test_images[:limit], data.test_labels[:limit]
-    value, _, predictions = evaluate(
-        classifier.compiled, classifier.objective, images, labels, classifier.normalizer, classifier.dtype
-    )
+    c = classifier
+    value, _, predictions = evaluate(c.compiled, c.objective, images, labels, c.normalizer, c.dtype, c.tta)
     return RunEvaluation(classifier.model, state, data.title, images, labels, value, predictions, len(data.test_labels))
 
 

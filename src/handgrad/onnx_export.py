@@ -31,6 +31,7 @@ except ImportError:  # pragma: no cover - exercised in a subprocess by the tests
 from . import __version__, plain_window
 from . import layers as L
 from .checkpoint import atomic_write
+from .evaluate import TTAS
 from .model import Sequential
 
 OPSET = 21  # the ONNX operator set: Pad's "wrap" mode (circular padding) needs 19
@@ -234,6 +235,34 @@ def _normalize(g: _Graph, normalizer, element_type: int, channels: int, where="n
     return g.node("Unsqueeze", [x, g.constant(f"{where}axes", [1], np.int64)], where)
 
 
+def _with_mirrors(g: _Graph, x: str, where="tta.") -> str:
+    """(N, ..., W) -> (2N, ..., W): the images, then each mirrored left to right, ``X'[..., j] = X[..., W-1-j]``
+    (a Slice from the last column back to the first)."""
+    first = np.iinfo(np.int64).min  # a backward Slice's end that keeps everything to the start
+    arguments = (("start", -1), ("end", first), ("axis", -1), ("step", -1))
+    start, end, axis, step = (g.constant(f"{where}{name}", [value], np.int64) for name, value in arguments)
+    mirrored = g.node("Slice", [x, start, end, axis, step], where)
+    return g.node("Concat", [x, mirrored], where, axis=0)
+
+
+def _mirror_average(g: _Graph, y: str, logits: bool, where="tta.") -> str:
+    """The model's outputs (2N, K) of :func:`_with_mirrors`'s batch -> (N, K) as :func:`handgrad.evaluate.outputs`
+    gives them: for logits ``ln P = logaddexp(a, b) - ln 2`` with a and b the two halves' log-softmax, written
+    ``max(a, b) + ln(1 + e^-|a - b|) - ln 2``; otherwise the mean of the two halves."""
+    halves = [g._unique(f"{where}Split") for _ in range(2)]
+    g.nodes.append(helper.make_node("Split", [y], halves, name=halves[0], axis=0, num_outputs=2))
+    if not logits:
+        return g.node("Mul", [g.node("Add", halves, where), g.constant(f"{where}half", 0.5)], where)
+    a, b = (g.node("LogSoftmax", [half], where, axis=1) for half in halves)
+    gap = g.node("Exp", [g.node("Neg", [g.node("Abs", [g.node("Sub", [a, b], where)], where)], where)], where)
+    softplus = g.node("Log", [g.node("Add", [g.constant(f"{where}one", 1.0), gap], where)], where)
+    return g.node(
+        "Sub",
+        [g.node("Add", [g.node("Max", [a, b], where), softplus], where), g.constant(f"{where}ln2", np.log(2))],
+        where,
+    )
+
+
 def _dtype(model) -> np.dtype:
     dtypes = {v.dtype for v in {**model.params, **model.buffers}.values()} or {np.dtype(np.float32)}
     if len(dtypes) != 1:
@@ -241,7 +270,7 @@ def _dtype(model) -> np.dtype:
     return dtypes.pop()
 
 
-def to_onnx(model, input_shape, normalizer=None, classes=None) -> onnx.ModelProto:
+def to_onnx(model, input_shape, normalizer=None, classes=None, tta="none", logits=True) -> onnx.ModelProto:
     """The ONNX model that computes ``model.predict`` on a batch of inputs of one sample's ``input_shape``.
 
     Args:
@@ -253,10 +282,15 @@ def to_onnx(model, input_shape, normalizer=None, classes=None) -> onnx.ModelProt
             predict`` reads images.
         classes: the class names, one per output feature, kept in the model's ``metadata_props`` as
             ``"classes"`` (a JSON list).
+        tta: ``"flip"`` runs each image and its mirror and averages them as a classifier's ``tta`` does
+            (:func:`handgrad.evaluate.outputs`): ``logits`` says whether the model's outputs are logits (their
+            probabilities averaged, given as ``ln P``) or are averaged as they are.
 
     The output is named ``"output"``: the model's scores (logits, or probabilities for a model that ends in a
     Softmax).  A layer the exporter does not know raises ``ValueError`` naming it.
     """
+    if tta not in TTAS:
+        raise ValueError(f"to_onnx: tta must be one of {TTAS}, got {tta!r}")
     input_shape = tuple(input_shape)
     if not input_shape or not all(isinstance(n, (int, np.integer)) and n >= 1 for n in input_shape):
         raise ValueError(f"to_onnx: input_shape must be one sample's shape, such as (1, 28, 28), got {input_shape}")
@@ -273,7 +307,9 @@ def to_onnx(model, input_shape, normalizer=None, classes=None) -> onnx.ModelProt
         given = helper.make_tensor_value_info(
             PIXELS, TensorProto.UINT8, [BATCH, *pixels], "uint8 pixels, as handgrad predict reads images"
         )
+    x = x if tta == "none" else _with_mirrors(g, x)
     y, sample = _emit(g, model, x, np.zeros((1, *input_shape), dtype=dtype), "")
+    y = y if tta == "none" else _mirror_average(g, y, logits)
     shape = sample.shape
     if g.nodes and g.nodes[-1].output[0] == y:  # the last node's output is the graph's
         g.nodes[-1].output[0] = OUTPUT
@@ -296,6 +332,8 @@ def to_onnx(model, input_shape, normalizer=None, classes=None) -> onnx.ModelProt
         producer_version=__version__,
     )
     metadata = {} if classes is None else {"classes": json.dumps(list(classes))}
+    if tta != "none":
+        metadata["tta"] = tta
     if normalizer is not None:
         metadata["normalizer"] = json.dumps({"mean": normalizer.mean, "std": normalizer.std})
     helper.set_model_props(proto, metadata)
@@ -303,9 +341,9 @@ def to_onnx(model, input_shape, normalizer=None, classes=None) -> onnx.ModelProt
     return proto
 
 
-def export(model, path, input_shape, normalizer=None, classes=None) -> onnx.ModelProto:
+def export(model, path, input_shape, normalizer=None, classes=None, tta="none", logits=True) -> onnx.ModelProto:
     """Write :func:`to_onnx`'s model to ``path`` (atomically: the file holds the old content or all the new)
     and return it."""
-    proto = to_onnx(model, input_shape, normalizer, classes)
+    proto = to_onnx(model, input_shape, normalizer, classes, tta, logits)
     atomic_write(path, proto.SerializeToString())
     return proto

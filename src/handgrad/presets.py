@@ -159,6 +159,7 @@ DEFAULTS = {
     "schedule": "cosine",
     "augment": "none",
     "label_smoothing": 0.0,
+    "tta": "none",
 }
 
 

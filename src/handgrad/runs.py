@@ -35,6 +35,7 @@ from .classifier import Classifier, checked_weights, copy_weights, file_meta, fr
 from .data import NORMALIZATIONS, Normalizer
 from .data import load as load_dataset
 from .data.augment import KINDS as AUGMENTS
+from .evaluate import TTAS
 from .init import INITIALIZERS
 from .optim import OPTIMIZERS, SCHEDULES, check_gamma, check_momentum, check_rates
 
@@ -48,6 +49,7 @@ VAL_COLUMNS = ("val_loss", "val_accuracy")
 TEST_COLUMNS = ("epoch", "test_loss", "test_accuracy", "test_images")  # epoch: that of the model tested
 PREFIXES = ("model.", "buffers.", "optimizer.")  # the checkpoint's arrays: parameters, running statistics, optimiser
 TUNED = tuple(presets.DEFAULTS)  # the settings a preset chooses when the configuration leaves them None
+ADDED = {"label_smoothing": 0.0, "tta": "none"}  # settings newer than some runs: what those runs trained with
 
 
 def option(name: str) -> str:
@@ -80,6 +82,7 @@ class TrainConfig:
     gamma: float = 0.1
     augment: str | None = None
     label_smoothing: float | None = None  # cross-entropy targets (1 - e) one-hot + e / K
+    tta: str | None = None  # test-time augmentation of validation, test and predictions: "none" or "flip"
     val_split: float | int = 0.1
     early_stopping: int | None = None  # stop after this many epochs without a better validation epoch
     seed: int = 0
@@ -112,6 +115,7 @@ class TrainConfig:
             "dtype": DTYPES,
             "init": (None, *INITIALIZERS),
             "augment": AUGMENTS,
+            "tta": TTAS,
             "channels": (None, 1, 3),
         }
         for name, allowed in choices.items():
@@ -149,10 +153,10 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, values: dict) -> TrainConfig:
-        """A configuration that names every field, and nothing else (a default never fills a gap, but a run
-        written before ``label_smoothing`` existed trained without it: 0)."""
-        if isinstance(values, dict) and "label_smoothing" not in values:
-            values = {**values, "label_smoothing": 0.0}
+        """A configuration that names every field, and nothing else (a default never fills a gap, except for the
+        settings of ``ADDED``, which a run written before them did without)."""
+        if isinstance(values, dict):
+            values = {**ADDED, **values}
         _check_keys(values, [f.name for f in fields(cls)], "config")
         return cls(**values)
 

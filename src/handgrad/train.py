@@ -192,7 +192,9 @@ def _run(model, loss, data, config, state, rng, run_dir, progress, log, world) -
         except ValueError as error:  # images of one grey level: say whose
             raise ValueError(f"{data.title}: {error}") from None
         augmentation = Augmentation.of(config.augment, data.input_shape[1:], data.flips)
-        about = {"normalizer": normalizer, "classes": data.classes, "input_shape": data.input_shape}
+        if config.tta == "flip" and not data.flips:
+            raise ValueError(f"tta: flip mirrors images, and a mirror changes the class of the images of {data.title}")
+        about = {"normalizer": normalizer, "classes": data.classes, "input_shape": data.input_shape, "tta": config.tta}
         log(
             f"data: {data.title}, images {data.input_shape}: {len(train_x):,} to train on, {len(val_x):,} to "
             f"validate, {len(test_x):,} to test" + (f"; {augmentation.describe()}" if augmentation else "")
@@ -226,6 +228,8 @@ def _run(model, loss, data, config, state, rng, run_dir, progress, log, world) -
             log(f"loss: {loss!r} after the Softmax layer, taken as {objective!r} on its logits (docs/fast.md)")
         if config.label_smoothing:
             log(f"label smoothing {config.label_smoothing:g}: the training loss is on smoothed targets")
+        if config.tta != "none":
+            log("test-time augmentation: validation and test average each image's and its mirror's probabilities")
         if world.size > 1:
             log(f"data-parallel on {world.size} ranks: each takes its share of every batch of {config.batch_size}")
         average = world.gradient_average(model.params, getattr(loss, "reduction", "mean"))
@@ -236,7 +240,7 @@ def _run(model, loss, data, config, state, rng, run_dir, progress, log, world) -
 
     def score(x, y):  # (mean loss, accuracy) of the model as it stands; a non-finite one is refused below
         with np.errstate(all="ignore"):
-            return evaluate(compiled.eval(), objective, x, y, normalizer, dtype)[:2]
+            return evaluate(compiled.eval(), objective, x, y, normalizer, dtype, config.tta)[:2]
 
     began = time.perf_counter()
     try:
