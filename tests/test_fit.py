@@ -227,12 +227,13 @@ def test_label_smoothing_trains_on_smoothed_targets_and_scores_on_the_labels(tmp
 def test_each_preset_has_its_own_defaults_and_train_help_shows_them(capsys):
     assert runs.TrainConfig(model="seed-cnn").optimizer == "momentum" and runs.TrainConfig().schedule == "cosine"
     best = runs.TrainConfig(model="fashion-best")
-    assert (best.augment, best.optimizer, best.lr, best.weight_decay, best.epochs) == (
+    assert (best.augment, best.optimizer, best.lr, best.weight_decay, best.epochs, best.tta) == (
         "flip",
         "nesterov",
         0.05,
         5e-4,
         15,
+        "flip",
     )
     assert runs.TrainConfig(model="fashion-best", lr=0.1).lr == 0.1  # given settings win
 
