@@ -70,7 +70,7 @@ def _scripted(monkeypatch, accuracies, losses):
     """Validation figures by epoch in place of the model's, to make the choice and the stop certain."""
     figures = iter(zip(losses, accuracies))
 
-    def evaluate(model, loss, images, labels, normalizer, dtype):
+    def evaluate(model, loss, images, labels, normalizer, dtype, tta):
         value, accuracy = next(figures)
         return value, accuracy, None
 

@@ -206,7 +206,8 @@ def saved(workdir) -> Saved:
 def _restore(path):
     """Everything a resume does with a checkpoint, into fresh objects."""
     state = runs.load_state(path)
-    model, _ = presets.build(state.config.model, np.random.default_rng(1), np.dtype(state.config.dtype))
+    name = state.config.model or "strided-conv"  # None: a model of fit's own, given again to resume (the same)
+    model, _ = presets.build(name, np.random.default_rng(1), np.dtype(state.config.dtype))
     optimizer = make_optimizer(state.config.optimizer, model.params, state.config.lr, state.config.momentum)
     runs.restore(state, model, optimizer, np.random.default_rng(2), where=str(path))
     runs.load_model(path)
