@@ -105,3 +105,18 @@ def test_a_classifier_file_from_before_tta_reads_as_none_and_digits_are_not_mirr
         fit(model, loss, digits, epochs=1, tta="flip", progress=False, log=_quiet)
     with pytest.raises(ValueError, match="tta must be one of"):
         runs.TrainConfig(tta="mirror")
+
+
+def test_handgrad_train_tta_flip_and_evaluate_give_the_same_figures(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    x, y = rng.integers(0, 256, (60, 28, 28), dtype=np.uint8), np.arange(60) % 3
+    np.savez(tmp_path / "data.npz", x=x[:48], y=y[:48], x_test=x[48:], y_test=y[48:])
+    run = tmp_path / "run"
+    quick = ["--epochs", "1", "--batch-size", "8", "--val-split", "12", "--no-progress"]
+    assert cli.main(["train", "--dataset", str(tmp_path / "data.npz"), "--tta", "flip", "--out", str(run), *quick]) == 0
+    assert "test-time augmentation" in capsys.readouterr().out
+    test = runs.read_metrics(run)[-1]
+    assert cli.main(["evaluate", str(run)]) == 0
+    out = capsys.readouterr().out
+    assert "each image with its mirror (tta flip)" in out and f"loss {test['test_loss']:.4f}" in out
+    assert f"accuracy {test['test_accuracy']:.4f} on 12 images" in out

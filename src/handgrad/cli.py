@@ -477,9 +477,10 @@ def _evaluate(args) -> int:
     result = evaluate_run(args.run, args.data_dir, args.limit)
     state = result.state
     epoch = state.history.best or state.epoch
+    flip = ", each image with its mirror (tta flip)" if state.config.tta == "flip" else ""
     print(
         f"{args.run}: {state.config.model}, the model of epoch {epoch} of {state.epoch}, on the {result.title} "
-        f"test set; loss {result.loss:.4f}"
+        f"test set{flip}; loss {result.loss:.4f}"
     )
     print(report(result.labels, result.predictions, state.classes))
     return 0
