@@ -17,6 +17,7 @@ from handgrad import train as training
 from handgrad.classifier import Classifier
 from handgrad.data import from_arrays, load, read_idx
 from handgrad.data.augment import Augmentation
+from handgrad.data.split import hold_out
 from handgrad.train import fit, train
 
 
@@ -210,14 +211,16 @@ def test_label_smoothing_trains_on_smoothed_targets_and_scores_on_the_labels(tmp
     assert not np.array_equal(weights(y, 0.1), weights(y, 0.0))
 
     model, loss = presets.build("seed-cnn", np.random.default_rng(1), classes=3)
-    data = from_arrays(x, y, x[:12], y[:12])
-    result = fit(model, loss, data, out=tmp_path / "run", epochs=1, label_smoothing=0.3, progress=False, log=_quiet)
-    chosen = handgrad.load(tmp_path / "run")  # scored on the labels: the test figures are the classifier's own
-    assert chosen.evaluate(x[:12], y[:12]) == (result.test["test_loss"], result.test["test_accuracy"])
+    settings = {"epochs": 1, "val_split": 12, "label_smoothing": 0.3, "progress": False, "log": _quiet}
+    result = fit(model, loss, from_arrays(x, y, x[:12], y[:12]), out=tmp_path / "run", **settings)
+    last = runs.load_state(tmp_path / "run").classifier  # the plain loss of the labels, as validation gave it
+    _, held = hold_out(48, 12, np.random.default_rng([training.VALIDATION_STREAM, 0]))
+    row = result.history.rows[-1]
+    np.testing.assert_allclose(last.evaluate(x[held], y[held]), (row["val_loss"], row["val_accuracy"]), 1e-12)
     assert runs.load_state(tmp_path / "run").config.label_smoothing == 0.3
     with pytest.raises(ValueError, match="label_smoothing must be a number in \\[0, 1\\], got 2"):
         runs.TrainConfig(label_smoothing=2)
-    with pytest.raises(ValueError, match="label_smoothing: smooths cross-entropy targets, but the loss is MSE"):
+    with pytest.raises(ValueError, match="label_smoothing applies only to cross-entropy losses; the loss is MSE"):
         fit(model, handgrad.losses.MSE(), from_arrays(x, y), epochs=1, label_smoothing=0.1, progress=False, log=_quiet)
     saved = runs.TrainConfig().__dict__
     del saved["label_smoothing"]  # a run written before the setting trained without it

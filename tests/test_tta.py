@@ -11,9 +11,9 @@ import handgrad
 from handgrad import checkpoint, cli, presets, runs
 from handgrad.classifier import Classifier
 from handgrad.data import Normalizer, from_arrays
+from handgrad.data.split import hold_out
 from handgrad.evaluate import outputs
 from handgrad.losses import SoftmaxCrossEntropy
-from handgrad.data.split import hold_out
 from handgrad.train import VALIDATION_STREAM, fit
 
 
@@ -42,21 +42,35 @@ def test_flip_averages_the_probabilities_of_each_image_and_its_mirror(rng, name)
     assert accuracy == np.mean(p.argmax(axis=1) == labels)
 
 
-def test_flip_of_logits_is_ln_p_and_finite_where_a_probability_underflows():
+def test_flip_of_logits_is_ln_p_and_finite_even_where_p_underflows():
     class Fixed:  # logits (2N, K): each image's, then its mirror's
         def predict(self, x):
-            return np.array([[0.0, 200.0], [300.0, 0.0], [0.0, 0.0], [0.0, 0.0]], np.float32)
+            rows = [[0.0, 200.0], [300.0, 0.0], [0.0, 200.0], [0.0, 0.0], [0.0, 0.0], [0.0, 200.0]]
+            return np.array(rows, np.float32)
 
-    out = outputs(
-        Fixed(), SoftmaxCrossEntropy(), np.zeros((2, 1, 1), np.uint8), Normalizer(0.0, 1.0), np.float32, "flip"
-    )
-    # image 0: P = ((e^-200, 1) + (1/2, 1/2)) / 2; ln P[0] = ln(1/4 + e^-200/2), where e^-200 underflows in float32
-    assert_close(out, np.log([[0.25, 0.75], [0.75, 0.25]]), 1e-6, "ln P")
-    assert np.all(np.isfinite(out))
+    images = np.zeros((3, 1, 1), np.uint8)
+    out = outputs(Fixed(), SoftmaxCrossEntropy(), images, Normalizer(0.0, 1.0), np.float32, "flip")
+    # image 0: P = ((e^-200, 1) + (1/2, 1/2)) / 2, ln P[0] = ln(1/4 + e^-200/2); image 2: both (e^-200, 1), so
+    # P[0] = e^-200, which float32 cannot hold: ln P[0] = -200 all the same (a log of the mean would be -inf)
+    expected = [[np.log(0.25), np.log(0.75)], [np.log(0.75), np.log(0.25)], [-200.0, 0.0]]
+    assert_close(out, np.array(expected), 1e-6, "ln P")
     with pytest.raises(ValueError, match="tta must be one of \\('none', 'flip'\\), got 'mirror'"):
-        outputs(
-            Fixed(), SoftmaxCrossEntropy(), np.zeros((2, 1, 1), np.uint8), Normalizer(0.0, 1.0), np.float32, "mirror"
-        )
+        outputs(Fixed(), SoftmaxCrossEntropy(), images, Normalizer(0.0, 1.0), np.float32, "mirror")
+
+
+def test_the_onnx_export_of_a_flip_classifier_is_its_probabilities_with_logits_or_a_softmax_layer(rng):
+    ort = pytest.importorskip("onnxruntime")
+    from handgrad.onnx_export import to_onnx
+
+    x = rng.integers(0, 256, (5, 28, 28), dtype=np.uint8)
+    for name in ("seed-cnn", "habr-cnn"):  # habr-cnn ends in a Softmax: its probabilities are averaged as they are
+        c = _classifier(name, np.random.default_rng(1), "flip")
+        proto = to_onnx(c.model, c.input_shape, c.normalizer, c.classes, "flip")  # logits from the model's last layer
+        out = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"]).run(
+            None, {"pixels": x}
+        )[0]
+        p = out if name == "habr-cnn" else np.exp(out)
+        assert_close(p, c.probabilities(x), 1e-5, name)
 
 
 def test_a_run_with_flip_validates_and_tests_as_its_saved_classifier_predicts(tmp_path):
@@ -70,7 +84,7 @@ def test_a_run_with_flip_validates_and_tests_as_its_saved_classifier_predicts(tm
     assert chosen.tta == "flip" and runs.load_state(tmp_path / "run").config.tta == "flip"
     assert chosen.evaluate(x[48:], y[48:]) == (result.test["test_loss"], result.test["test_accuracy"])
     last = runs.load_state(tmp_path / "run").classifier  # the model of the last epoch, scored on validation
-    kept, held = hold_out(48, 12, np.random.default_rng([VALIDATION_STREAM, 0]))
+    _, held = hold_out(48, 12, np.random.default_rng([VALIDATION_STREAM, 0]))
     row = result.history.rows[-1]
     assert_close(last.evaluate(x[held], y[held]), (row["val_loss"], row["val_accuracy"]), 1e-12, "validation")
     plain = Classifier(chosen.model, chosen.loss, chosen.normalizer, chosen.classes, chosen.input_shape)
@@ -120,3 +134,15 @@ def test_handgrad_train_tta_flip_and_evaluate_give_the_same_figures(tmp_path, ca
     out = capsys.readouterr().out
     assert "each image with its mirror (tta flip)" in out and f"loss {test['test_loss']:.4f}" in out
     assert f"accuracy {test['test_accuracy']:.4f} on 12 images" in out
+
+
+def test_a_run_from_before_tta_resumes_without_it_and_a_setting_given_otherwise_is_refused():
+    saved = runs.TrainConfig(model="fashion-best").__dict__
+    del saved["tta"], saved["label_smoothing"]  # a fashion-best run written before these settings
+    old = runs.TrainConfig.from_dict(saved)
+    assert (old.tta, old.label_smoothing) == ("none", 0.0)
+    given = runs.TrainConfig(model="fashion-best", epochs=20).__dict__  # the preset's tta, flip, as train() gives it
+    resumed = runs.resumed_config(old, given)
+    assert (resumed.tta, resumed.epochs) == ("none", 20)
+    with pytest.raises(ValueError, match="only --epochs may be given, not --label-smoothing"):
+        runs.resumed_config(old, {**given, "label_smoothing": 0.1})

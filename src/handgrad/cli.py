@@ -83,7 +83,7 @@ TRAIN_OPTIONS = {
     "tta": {
         "choices": TTAS,
         "help": "test-time augmentation: flip averages the class probabilities of each image and its mirror in "
-        "validation, test and predictions (default: none)",
+        "validation, test and predictions",
     },
     "seed": {"type": int, "help": "seed of the one generator behind weights, shuffling, augmentation (default: 0)"},
     "init": {
@@ -524,7 +524,7 @@ def _export(args) -> int:
     proto = export(c.model, args.out, shape, c.normalizer, c.classes, c.tta, logits)
     output = "logits (a softmax gives handgrad predict's probabilities)" if logits else "probabilities"
     if c.tta == "flip":
-        output += ", each image's and its mirror's averaged (tta flip)"
+        output += "; with tta flip, ln of each image's and its mirror's probabilities averaged"
     pixels = ", ".join(map(str, shape[1:] if shape[0] == 1 else shape))
     print(
         f"{args.out}: {args.run}'s model ({classifier.dtype}), ONNX opset {OPSET}, IR version {IR_VERSION}\n"

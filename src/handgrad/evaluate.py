@@ -19,8 +19,8 @@ def outputs(model, loss, images: np.ndarray, normalizer, dtype, tta: str = "none
 
     ``tta="flip"`` (test-time augmentation) runs each image X and its mirror X'[..., j] = X[..., W-1-j] and
     averages their class probabilities, ``P = (softmax(Z) + softmax(Z')) / 2``.  For a model scored on logits
-    the output is ``ln P``, computed as ``logaddexp(ln softmax(Z), ln softmax(Z')) - ln 2`` (finite where a
-    probability underflows): since P sums to 1, ``softmax(ln P) = P``, so the fused loss of ``ln P`` is
+    the output is ``ln P``, computed as ``logaddexp(ln softmax(Z), ln softmax(Z')) - ln 2`` (finite even where
+    P itself underflows): since P sums to 1, ``softmax(ln P) = P``, so the fused loss of ``ln P`` is
     ``-ln P[n, t_n]`` and its argmax is P's.  Otherwise it is the mean of the two outputs (P itself for a
     model scored on probabilities).
     """

@@ -4,7 +4,7 @@ The graph is built node by node with the ``onnx`` package's helpers, opset :data
 :data:`IR_VERSION`, and every model is checked with ``onnx.checker.check_model(full_check=True)`` before it
 is returned.  The batch axis is free (``N``); the other axes are those of ``input_shape``.  The graph
 computes what ``model.predict`` computes (Dropout is the identity, batch normalisation takes its running
-statistics), layer by layer, on the identities the torch bridge uses (:mod:`handgrad.plain_window`): a
+statistics; with ``tta="flip"`` each image and its mirror, as a classifier's ``tta`` does), layer by layer, on the identities the torch bridge uses (:mod:`handgrad.plain_window`): a
 centre, a true convolution or a ``ceil_mode`` becomes padding or cropping of the input, then a plain window
 with the flipped kernel.  docs/onnx.md lists the nodes of each layer.
 
@@ -270,7 +270,7 @@ def _dtype(model) -> np.dtype:
     return dtypes.pop()
 
 
-def to_onnx(model, input_shape, normalizer=None, classes=None, tta="none", logits=True) -> onnx.ModelProto:
+def to_onnx(model, input_shape, normalizer=None, classes=None, tta="none", logits=None) -> onnx.ModelProto:
     """The ONNX model that computes ``model.predict`` on a batch of inputs of one sample's ``input_shape``.
 
     Args:
@@ -284,7 +284,8 @@ def to_onnx(model, input_shape, normalizer=None, classes=None, tta="none", logit
             ``"classes"`` (a JSON list).
         tta: ``"flip"`` runs each image and its mirror and averages them as a classifier's ``tta`` does
             (:func:`handgrad.evaluate.outputs`): ``logits`` says whether the model's outputs are logits (their
-            probabilities averaged, given as ``ln P``) or are averaged as they are.
+            probabilities averaged, given as ``ln P``) or are averaged as they are; by default they are logits
+            unless the model ends in a Softmax.
 
     The output is named ``"output"``: the model's scores (logits, or probabilities for a model that ends in a
     Softmax).  A layer the exporter does not know raises ``ValueError`` naming it.
@@ -307,6 +308,8 @@ def to_onnx(model, input_shape, normalizer=None, classes=None, tta="none", logit
         given = helper.make_tensor_value_info(
             PIXELS, TensorProto.UINT8, [BATCH, *pixels], "uint8 pixels, as handgrad predict reads images"
         )
+    if logits is None:
+        logits = not (isinstance(model, Sequential) and isinstance(model.layers[-1], L.Softmax))
     x = x if tta == "none" else _with_mirrors(g, x)
     y, sample = _emit(g, model, x, np.zeros((1, *input_shape), dtype=dtype), "")
     y = y if tta == "none" else _mirror_average(g, y, logits)
@@ -341,7 +344,7 @@ def to_onnx(model, input_shape, normalizer=None, classes=None, tta="none", logit
     return proto
 
 
-def export(model, path, input_shape, normalizer=None, classes=None, tta="none", logits=True) -> onnx.ModelProto:
+def export(model, path, input_shape, normalizer=None, classes=None, tta="none", logits=None) -> onnx.ModelProto:
     """Write :func:`to_onnx`'s model to ``path`` (atomically: the file holds the old content or all the new)
     and return it."""
     proto = to_onnx(model, input_shape, normalizer, classes, tta, logits)

@@ -228,7 +228,7 @@ class RunState:
 def save_state(run_dir, model, loss, optimizer, config, rng, data_meta: dict, history: History) -> Path:
     """Write the checkpoint of a run (atomically) after ``history.epoch`` finished epochs.
 
-    ``data_meta`` holds the classifier's other metadata: ``normalizer``, ``classes`` and ``input_shape``.
+    ``data_meta`` holds the classifier's other metadata: ``normalizer``, ``classes``, ``input_shape`` and ``tta``.
     """
     opt_tensors, opt_meta = optimizer.state_dict()
     tensors = {**model_arrays(model), **{f"optimizer.{k}": v for k, v in opt_tensors.items()}}
@@ -331,14 +331,20 @@ def check_epochs(state: RunState, epochs: int, run_dir) -> None:
 
 
 def resumed_config(config: TrainConfig, given: dict) -> TrainConfig:
-    """A run's own configuration with ``given`` settings, of which only ``epochs`` may differ."""
-    changed = sorted(name for name, value in given.items() if name != "epochs" and value != getattr(config, name))
+    """A run's own configuration with ``given`` settings, of which only ``epochs`` may differ.  A setting of
+    ``ADDED`` given at its preset's value is the preset's, not the caller's: a run from before it keeps its own."""
+    preset = presets.PRESETS[config.model].settings() if config.model is not None else presets.DEFAULTS
+    changed = sorted(
+        name
+        for name, value in given.items()
+        if name != "epochs" and value != getattr(config, name) and not (name in ADDED and value == preset[name])
+    )
     if changed:
         flags = ", ".join(option(name) for name in changed)
         raise ValueError(
             f"--resume continues a run with its own configuration; only --epochs may be given, not {flags}"
         )
-    return TrainConfig(**{**asdict(config), **given})
+    return TrainConfig(**{**asdict(config), **{name: given[name] for name in given if name == "epochs"}})
 
 
 def restore(state: RunState, model, optimizer=None, rng=None, where="checkpoint") -> None:

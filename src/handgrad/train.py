@@ -193,7 +193,10 @@ def _run(model, loss, data, config, state, rng, run_dir, progress, log, world) -
             raise ValueError(f"{data.title}: {error}") from None
         augmentation = Augmentation.of(config.augment, data.input_shape[1:], data.flips)
         if config.tta == "flip" and not data.flips:
-            raise ValueError(f"tta: flip mirrors images, and a mirror changes the class of the images of {data.title}")
+            raise ValueError(
+                f"tta: flip mirrors images, and a mirror changes the class of the images of {data.title}: "
+                "give --tta none"
+            )
         about = {"normalizer": normalizer, "classes": data.classes, "input_shape": data.input_shape, "tta": config.tta}
         log(
             f"data: {data.title}, images {data.input_shape}: {len(train_x):,} to train on, {len(val_x):,} to "
@@ -205,7 +208,7 @@ def _run(model, loss, data, config, state, rng, run_dir, progress, log, world) -
         # parameters
         compiled, objective = compile_with_loss(model, loss)
         if config.label_smoothing and not isinstance(objective, (CrossEntropy, SoftmaxCrossEntropy)):
-            raise ValueError(f"label_smoothing: smooths cross-entropy targets, but the loss is {loss!r}")
+            raise ValueError(f"label_smoothing applies only to cross-entropy losses; the loss is {loss!r}")
         optimizer = make_optimizer(config.optimizer, model.params, config.lr, config.momentum, config.weight_decay)
         schedule = make_schedule(config.schedule, config.lr, config.epochs, config.step_size, config.gamma)
 

@@ -76,7 +76,8 @@ def smoothed_targets(target, classes: int, label_smoothing: float, dtype=np.floa
         raise ValueError(f"{where}: label_smoothing must be a number in [0, 1], got {label_smoothing!r}")
     target = np.asarray(target)
     rows = class_targets(target, (target.shape[0] if target.ndim else 0, classes), dtype, where)
-    return (1 - label_smoothing) * rows + np.asarray(label_smoothing / classes, rows.dtype)
+    e = rows.dtype.type(label_smoothing)
+    return (1 - e) * rows + e / rows.dtype.type(classes)
 
 
 def mse_forward(y, t, reduction="mean"):
