@@ -36,6 +36,7 @@ from .data import NORMALIZATIONS, Normalizer
 from .data import load as load_dataset
 from .data.augment import KINDS as AUGMENTS
 from .evaluate import TTAS
+from .functional.losses import check_label_smoothing
 from .init import INITIALIZERS
 from .optim import OPTIMIZERS, SCHEDULES, check_gamma, check_momentum, check_rates
 
@@ -50,6 +51,11 @@ TEST_COLUMNS = ("epoch", "test_loss", "test_accuracy", "test_images")  # epoch: 
 PREFIXES = ("model.", "buffers.", "optimizer.")  # the checkpoint's arrays: parameters, running statistics, optimiser
 TUNED = tuple(presets.DEFAULTS)  # the settings a preset chooses when the configuration leaves them None
 ADDED = {"label_smoothing": 0.0, "tta": "none"}  # settings newer than some runs: what those runs trained with
+
+
+def tuned_settings(model: str | None) -> dict:
+    """The values of ``TUNED`` for a preset name, or the defaults alone for a model of fit's own (None)."""
+    return presets.PRESETS[model].settings() if model is not None else presets.DEFAULTS
 
 
 def option(name: str) -> str:
@@ -102,7 +108,7 @@ class TrainConfig:
     def __post_init__(self):
         if self.model is not None and self.model not in presets.PRESETS:
             raise ValueError(f"model must be one of {tuple(presets.PRESETS)} or None, got {self.model!r}")
-        settings = presets.PRESETS[self.model].settings() if self.model is not None else presets.DEFAULTS
+        settings = tuned_settings(self.model)
         for name in TUNED:
             if getattr(self, name) is None:
                 setattr(self, name, settings[name])
@@ -139,9 +145,7 @@ class TrainConfig:
             value = getattr(self, name)
             if not (value is None and name == "test_split") and not _is_split(value):
                 raise ValueError(f"{name} must be a fraction in [0, 1) or a count >= 0, got {value!r}")
-        smoothing = self.label_smoothing
-        if not is_number(smoothing) or not 0 <= smoothing <= 1:
-            raise ValueError(f"label_smoothing must be a number in [0, 1], got {smoothing!r}")
+        check_label_smoothing(self.label_smoothing, "TrainConfig")
         if self.early_stopping is not None and not self.val_split:
             raise ValueError("early_stopping needs validation data: a val_split above 0")
         for name in ("lr", "momentum", "weight_decay", "gamma"):
@@ -333,7 +337,7 @@ def check_epochs(state: RunState, epochs: int, run_dir) -> None:
 def resumed_config(config: TrainConfig, given: dict) -> TrainConfig:
     """A run's own configuration with ``given`` settings, of which only ``epochs`` may differ.  A setting of
     ``ADDED`` given at its preset's value is the preset's, not the caller's: a run from before it keeps its own."""
-    preset = presets.PRESETS[config.model].settings() if config.model is not None else presets.DEFAULTS
+    preset = tuned_settings(config.model)
     changed = sorted(
         name
         for name, value in given.items()

@@ -62,6 +62,12 @@ def class_targets(target, shape: tuple, dtype, where: str) -> np.ndarray:
     return target.astype(dtype, copy=False)
 
 
+def check_label_smoothing(label_smoothing, where: str) -> None:
+    """The share of each target taken from its class and spread over all K: a number in [0, 1]."""
+    if not is_number(label_smoothing) or not 0 <= label_smoothing <= 1:
+        raise ValueError(f"{where}: label_smoothing must be a number in [0, 1], got {label_smoothing!r}")
+
+
 def smoothed_targets(target, classes: int, label_smoothing: float, dtype=np.float32) -> np.ndarray:
     """Label smoothing: integer labels (N,) as rows ``T[n,k] = (1 - e) [k == label_n] + e / K`` (N, K)
     (probability rows are smoothed alike: ``(1 - e) T + e / K``).
@@ -72,8 +78,7 @@ def smoothed_targets(target, classes: int, label_smoothing: float, dtype=np.floa
     one-hot rows.  The same as PyTorch's ``F.cross_entropy(z, labels, label_smoothing=e)``.
     """
     where = "smoothed_targets"
-    if not is_number(label_smoothing) or not 0 <= label_smoothing <= 1:
-        raise ValueError(f"{where}: label_smoothing must be a number in [0, 1], got {label_smoothing!r}")
+    check_label_smoothing(label_smoothing, where)
     target = np.asarray(target)
     rows = class_targets(target, (target.shape[0] if target.ndim else 0, classes), dtype, where)
     e = rows.dtype.type(label_smoothing)
