@@ -19,7 +19,7 @@ from . import checkpoint
 from ._checks import kind_of
 from .data import Normalizer
 from .describe import describe, rebuild
-from .evaluate import TTAS, evaluate, probabilities
+from .evaluate import check_tta, evaluate, probabilities
 from .fast.head import compile_with_loss
 
 KEYS = ("model", "input_shape", "normalizer", "classes")  # the metadata of a classifier's file
@@ -50,8 +50,7 @@ class Classifier:
         outputs = self.model.output_shape((1, *self.input_shape))
         if len(outputs) != 2 or outputs[1] != len(self.classes):
             raise ValueError(f"Classifier: {len(self.classes)} class names for a model whose output is {outputs[1:]}")
-        if self.tta not in TTAS:
-            raise ValueError(f"Classifier: tta must be one of {TTAS}, got {self.tta!r}")
+        check_tta(self.tta, "Classifier")
         self.compiled, self.objective = compile_with_loss(self.model.eval(), self.loss)
 
     @property

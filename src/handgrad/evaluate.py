@@ -14,6 +14,11 @@ EVAL_BATCH = 500
 TTAS = ("none", "flip")  # test-time augmentation: none, or each image and its mirror
 
 
+def check_tta(tta, where: str) -> None:
+    if tta not in TTAS:
+        raise ValueError(f"{where}: tta must be one of {TTAS}, got {tta!r}")
+
+
 def outputs(model, loss, images: np.ndarray, normalizer, dtype, tta: str = "none") -> np.ndarray:
     """The model's outputs (N, K) for uint8 images (N, H, W) or (N, C, H, W), as ``loss`` scores them.
 
@@ -24,8 +29,7 @@ def outputs(model, loss, images: np.ndarray, normalizer, dtype, tta: str = "none
     ``-ln P[n, t_n]`` and its argmax is P's.  Otherwise it is the mean of the two outputs (P itself for a
     model scored on probabilities).
     """
-    if tta not in TTAS:
-        raise ValueError(f"tta must be one of {TTAS}, got {tta!r}")
+    check_tta(tta, "outputs")
     if tta == "none":
         return model.predict(normalizer(images, dtype))
     both = model.predict(normalizer(np.concatenate([images, images[..., ::-1]]), dtype))  # (2N, K): X, then X'

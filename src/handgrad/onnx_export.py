@@ -4,7 +4,8 @@ The graph is built node by node with the ``onnx`` package's helpers, opset :data
 :data:`IR_VERSION`, and every model is checked with ``onnx.checker.check_model(full_check=True)`` before it
 is returned.  The batch axis is free (``N``); the other axes are those of ``input_shape``.  The graph
 computes what ``model.predict`` computes (Dropout is the identity, batch normalisation takes its running
-statistics; with ``tta="flip"`` each image and its mirror, as a classifier's ``tta`` does), layer by layer, on the identities the torch bridge uses (:mod:`handgrad.plain_window`): a
+statistics; with ``tta="flip"`` on each image and its mirror, as a classifier's ``tta`` does), layer by layer,
+on the identities the torch bridge uses (:mod:`handgrad.plain_window`): a
 centre, a true convolution or a ``ceil_mode`` becomes padding or cropping of the input, then a plain window
 with the flipped kernel.  docs/onnx.md lists the nodes of each layer.
 
@@ -31,7 +32,8 @@ except ImportError:  # pragma: no cover - exercised in a subprocess by the tests
 from . import __version__, plain_window
 from . import layers as L
 from .checkpoint import atomic_write
-from .evaluate import TTAS
+from .evaluate import check_tta
+from .fast.head import ends_in_softmax
 from .model import Sequential
 
 OPSET = 21  # the ONNX operator set: Pad's "wrap" mode (circular padding) needs 19
@@ -68,9 +70,13 @@ class _Graph:
         return name
 
     def node(self, op: str, inputs: list[str], where: str, **attributes) -> str:
-        name = self._unique(f"{where}{op}")
-        self.nodes.append(helper.make_node(op, inputs, [name], name=name, **attributes))
-        return name
+        return self.nodes_of(op, inputs, 1, where, **attributes)[0]
+
+    def nodes_of(self, op: str, inputs: list[str], count: int, where: str, **attributes) -> list[str]:
+        """A node of ``count`` outputs (a Split's parts), named as the node and after it."""
+        names = [self._unique(f"{where}{op}") for _ in range(count)]
+        self.nodes.append(helper.make_node(op, inputs, names, name=names[0], **attributes))
+        return names
 
 
 def _flat(sides) -> list[int]:
@@ -249,8 +255,7 @@ def _mirror_average(g: _Graph, y: str, logits: bool, where="tta.") -> str:
     """The model's outputs (2N, K) of :func:`_with_mirrors`'s batch -> (N, K) as :func:`handgrad.evaluate.outputs`
     gives them: for logits ``ln P = logaddexp(a, b) - ln 2`` with a and b the two halves' log-softmax, written
     ``max(a, b) + ln(1 + e^-|a - b|) - ln 2``; otherwise the mean of the two halves."""
-    halves = [g._unique(f"{where}Split") for _ in range(2)]
-    g.nodes.append(helper.make_node("Split", [y], halves, name=halves[0], axis=0, num_outputs=2))
+    halves = g.nodes_of("Split", [y], 2, where, axis=0, num_outputs=2)
     if not logits:
         return g.node("Mul", [g.node("Add", halves, where), g.constant(f"{where}half", 0.5)], where)
     a, b = (g.node("LogSoftmax", [half], where, axis=1) for half in halves)
@@ -290,8 +295,7 @@ def to_onnx(model, input_shape, normalizer=None, classes=None, tta="none", logit
     The output is named ``"output"``: the model's scores (logits, or probabilities for a model that ends in a
     Softmax).  A layer the exporter does not know raises ``ValueError`` naming it.
     """
-    if tta not in TTAS:
-        raise ValueError(f"to_onnx: tta must be one of {TTAS}, got {tta!r}")
+    check_tta(tta, "to_onnx")
     input_shape = tuple(input_shape)
     if not input_shape or not all(isinstance(n, (int, np.integer)) and n >= 1 for n in input_shape):
         raise ValueError(f"to_onnx: input_shape must be one sample's shape, such as (1, 28, 28), got {input_shape}")
@@ -309,7 +313,7 @@ def to_onnx(model, input_shape, normalizer=None, classes=None, tta="none", logit
             PIXELS, TensorProto.UINT8, [BATCH, *pixels], "uint8 pixels, as handgrad predict reads images"
         )
     if logits is None:
-        logits = not (isinstance(model, Sequential) and isinstance(model.layers[-1], L.Softmax))
+        logits = not ends_in_softmax(model)
     x = x if tta == "none" else _with_mirrors(g, x)
     y, sample = _emit(g, model, x, np.zeros((1, *input_shape), dtype=dtype), "")
     y = y if tta == "none" else _mirror_average(g, y, logits)

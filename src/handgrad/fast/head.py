@@ -18,17 +18,18 @@ from ..model import Sequential
 from .plan import CompiledModel, declared
 
 
+def ends_in_softmax(model) -> bool:
+    """Whether ``model`` is a :class:`Sequential` whose last layer declares a softmax."""
+    layers = model.layers if isinstance(model, Sequential) else []
+    return bool(layers) and isinstance(declared(layers[-1]), NormalizedExponential)
+
+
 def fused_head(model, loss):
     """``(model, loss)`` to run: ``(the model without its last layer, SoftmaxCrossEntropy)`` when the model is a
     :class:`Sequential` whose last layer declares a softmax and the loss is :class:`CrossEntropy` itself (a
     subclass may compute something else), with the same reduction; otherwise both unchanged.  The layers are
     the model's own, so training one trains the other."""
-    if (
-        isinstance(model, Sequential)
-        and len(model.layers) > 1
-        and isinstance(declared(model.layers[-1]), NormalizedExponential)
-        and type(loss) is CrossEntropy
-    ):
+    if ends_in_softmax(model) and len(model.layers) > 1 and type(loss) is CrossEntropy:
         return Sequential(model.layers[:-1]), SoftmaxCrossEntropy(loss.reduction)
     return model, loss
 
